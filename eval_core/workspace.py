@@ -1,0 +1,305 @@
+"""Workspace discovery: from a folder (and its optional `ftlens.toml`) to a `WorkspaceSummary`.
+
+What the config names is used as named; what it leaves out is discovered:
+- base model: the first of `base_model/`, `base/`, `base-model/` that is a checkpoint folder;
+- runs: folders (up to three levels down) holding `checkpoint-<N>/` folders or a
+  `trainer_state.json`; a run folder that is itself a model adds a `final` checkpoint;
+- datasets: `.jsonl`, `.csv` and `.parquet` files outside runs and models, kind and columns
+  inferred from column names;
+- training logs: `trainer_state.json`, TensorBoard `events.out.tfevents.*`, Lightning
+  `metrics.csv` and `*.jsonl` metric logs inside each run.
+
+A broken config or a missing folder raises `WorkspaceError`. A broken checkpoint or dataset does
+not stop discovery: it becomes a `ProblemRecord` and the rest of the workspace is still shown.
+Nothing here imports torch or reads more than JSON and safetensors headers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from eval_core.checkpoints import CHECKPOINT_DIR, inspect_checkpoint, is_checkpoint_dir
+from eval_core.errors import EvalCoreError, WorkspaceError
+from eval_core.fingerprints import DigestCache, fingerprint_files
+from eval_core.heldout_sets import DATASET_SUFFIXES, read_heldout_set
+from eval_core.records import (
+    CheckpointRecord,
+    DatasetRecord,
+    LogFileRecord,
+    LogKind,
+    ProblemRecord,
+    RunRecord,
+    WorkspaceSummary,
+)
+from eval_core.version import __version__
+from eval_core.workspace_config import (
+    CONFIG_FILE_NAME,
+    DatasetSpec,
+    RunSpec,
+    WorkspaceConfig,
+    parse_workspace_config,
+)
+
+BASE_MODEL_DIRS = ("base_model", "base", "base-model")
+STATE_DIR = ".ftlens"
+_MAX_DEPTH = 3
+_METRIC_LOG_NAMES = ("metrics.jsonl", "log_history.jsonl", "metrics.csv")
+
+
+def load_config(root: Path) -> WorkspaceConfig:
+    """The workspace's config, or an empty one (discover everything) when there is no file."""
+    path = root / CONFIG_FILE_NAME
+    return parse_workspace_config(path) if path.is_file() else WorkspaceConfig()
+
+
+def check_workspace_root(root: Path | str) -> Path:
+    """Resolve `root` and check it is a folder; raise a WorkspaceError that says what to do."""
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise WorkspaceError(
+            "workspace folder does not exist; pick an existing folder or build the demo with "
+            "`python -m eval_core demo --workspace DIR`",
+            path=path,
+        )
+    if not path.is_dir():
+        raise WorkspaceError("the workspace must be a folder, not a file", path=path)
+    return path.resolve()
+
+
+def _inside(root: Path, rel: str, field: str) -> Path:
+    """`root/rel`, refusing a symlink that resolves outside the workspace."""
+    target = (root / rel).resolve()
+    if not target.is_relative_to(root):
+        raise WorkspaceError(
+            f"'{rel}' resolves outside the workspace (to {target}); keep files inside it",
+            path=root / CONFIG_FILE_NAME,
+            field=field,
+        )
+    return target
+
+
+def _walk_dirs(root: Path, skip: set[Path]) -> list[Path]:
+    """Folders under root up to _MAX_DEPTH, skipping hidden ones and `skip` subtrees."""
+    found: list[Path] = []
+
+    def visit(folder: Path, depth: int) -> None:
+        try:
+            children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink())
+        except OSError:
+            return
+        for child in children:
+            if child.name.startswith(".") or child in skip or child.name == "__pycache__":
+                continue
+            found.append(child)
+            if depth < _MAX_DEPTH:
+                visit(child, depth + 1)
+
+    visit(root, 1)
+    return found
+
+
+def _is_run_dir(folder: Path) -> bool:
+    if (folder / "trainer_state.json").is_file():
+        return True
+    try:
+        return any(CHECKPOINT_DIR.match(p.name) and p.is_dir() for p in folder.iterdir())
+    except OSError:
+        return False
+
+
+def discover_runs(root: Path, skip: set[Path]) -> list[RunSpec]:
+    """Run folders under root (not nested in each other), named by their relative path."""
+    runs: list[RunSpec] = []
+    taken: list[Path] = []
+    for folder in _walk_dirs(root, skip):
+        if any(folder.is_relative_to(t) for t in taken) or CHECKPOINT_DIR.match(folder.name):
+            continue
+        if _is_run_dir(folder):
+            taken.append(folder)
+            rel = folder.relative_to(root).as_posix()
+            runs.append(RunSpec(name=rel.removeprefix("runs/"), path=rel))
+    return runs
+
+
+def _log_kind(path: Path) -> LogKind | None:
+    if path.name == "trainer_state.json":
+        return "trainer_state"
+    if path.name.startswith("events.out.tfevents."):
+        return "tensorboard"
+    if path.name == "metrics.csv":
+        return "lightning_csv"
+    if path.name in _METRIC_LOG_NAMES and path.suffix == ".jsonl":
+        return "jsonl"
+    return None
+
+
+def _natural(name: str) -> tuple:
+    """Sort key that puts checkpoint-30 before checkpoint-120."""
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
+
+
+def find_log_files(root: Path, run: RunSpec, run_dir: Path) -> tuple[LogFileRecord, ...]:
+    """Training-log files anywhere in the run folder, in path order."""
+    logs = []
+    for dirpath, dirnames, filenames in os.walk(run_dir):
+        dirnames[:] = sorted((d for d in dirnames if not d.startswith(".")), key=_natural)
+        for fname in sorted(filenames):
+            path = Path(dirpath) / fname
+            kind = _log_kind(path)
+            if kind is not None and not path.is_symlink():
+                logs.append(
+                    LogFileRecord(
+                        run=run.name,
+                        path=path.relative_to(root).as_posix(),
+                        kind=kind,
+                        size_bytes=path.stat().st_size,
+                    )
+                )
+    return tuple(logs)
+
+
+def _checkpoints_of(
+    root: Path, run: RunSpec, run_dir: Path, cache: DigestCache, problems: list[ProblemRecord]
+) -> tuple[CheckpointRecord, ...]:
+    folders = sorted(
+        (p for p in run_dir.iterdir() if p.is_dir() and CHECKPOINT_DIR.match(p.name)),
+        key=lambda p: int(CHECKPOINT_DIR.match(p.name).group(1)),  # type: ignore[union-attr]
+    )
+    named = [(p.name, p) for p in folders]
+    if is_checkpoint_dir(run_dir):
+        named.append(("final", run_dir))
+    records = []
+    for name, folder in named:
+        try:
+            records.append(inspect_checkpoint(folder, root=root, name=name, run=run.name, cache=cache))
+        except EvalCoreError as exc:
+            problems.append(_problem(exc))
+    return tuple(records)
+
+
+def discover_datasets(root: Path, skip: set[Path]) -> list[DatasetSpec]:
+    """Data files outside runs and models, named by their stem (or relative path on a clash)."""
+    files: list[Path] = []
+    for folder in [root, *_walk_dirs(root, skip)]:
+        if is_checkpoint_dir(folder) or any(folder.is_relative_to(s) for s in skip):
+            continue
+        for p in sorted(folder.iterdir()):
+            if p.is_file() and p.suffix.lower() in DATASET_SUFFIXES and p.name not in _METRIC_LOG_NAMES:
+                files.append(p)
+    stems = [p.stem for p in files]
+    specs = []
+    for p in files:
+        rel = p.relative_to(root).as_posix()
+        name = p.stem if stems.count(p.stem) == 1 else rel.rsplit(".", 1)[0]
+        specs.append(DatasetSpec(name=name, path=rel))
+    return specs
+
+
+def describe_dataset(root: Path, spec: DatasetSpec, cache: DigestCache) -> DatasetRecord:
+    """Read a dataset and describe it (rows, columns, category balance, fingerprint)."""
+    path = _inside(root, spec.path, f"datasets.{spec.name}.path")
+    ds = read_heldout_set(path, kind=spec.kind, columns=spec.column_map)  # type: ignore[arg-type]
+    return DatasetRecord(
+        name=spec.name,
+        path=spec.path,
+        format=ds.format,
+        kind=ds.kind,
+        rows=len(ds.rows),
+        columns=ds.columns,
+        column_map=ds.column_map,
+        categories=ds.category_counts(),
+        fingerprint=fingerprint_files(path.parent, [path], cache),
+    )
+
+
+def _problem(exc: EvalCoreError, severity: str = "error") -> ProblemRecord:
+    return ProblemRecord(
+        message=exc.message, path=exc.path, line=exc.line, field=exc.field, severity=severity  # type: ignore[arg-type]
+    )
+
+
+def discover_workspace(root: Path | str) -> WorkspaceSummary:
+    """Discover everything in a workspace folder.
+
+    Raises:
+        WorkspaceError: the folder is missing or `ftlens.toml` is malformed.
+
+    Example:
+        >>> ws = discover_workspace(".demo_workspace")  # doctest: +SKIP
+        >>> [c.name for c in ws.checkpoints][:2]
+        ['checkpoint-20', 'checkpoint-40']
+    """
+    root = check_workspace_root(root)
+    config = load_config(root)
+    cache = DigestCache(root / STATE_DIR / "fingerprints.json")
+    problems: list[ProblemRecord] = []
+
+    base_record: CheckpointRecord | None = None
+    base_dir: Path | None = None
+    if config.base_model is not None:
+        base_dir = _inside(root, config.base_model, "base_model")
+    else:
+        base_dir = next((root / d for d in BASE_MODEL_DIRS if is_checkpoint_dir(root / d)), None)
+    if base_dir is not None:
+        try:
+            base_record = inspect_checkpoint(base_dir, root=root, name="base", run=None, cache=cache)
+        except EvalCoreError as exc:
+            problems.append(_problem(exc))
+    else:
+        problems.append(
+            ProblemRecord(
+                message="no base model found: name its folder in ftlens.toml (base_model = "
+                "\"path\") or call it base_model/. Forgetting probes need it.",
+                path=str(root / CONFIG_FILE_NAME),
+                field="base_model",
+                severity="warning",
+            )
+        )
+
+    skip = {base_dir} if base_dir is not None else set()
+    run_specs = list(config.runs) if config.runs is not None else discover_runs(root, skip)
+    runs = []
+    for spec in run_specs:
+        run_dir = _inside(root, spec.path, f"runs.{spec.name}.path")
+        if not run_dir.is_dir():
+            problems.append(
+                ProblemRecord(
+                    message=f"run folder '{spec.path}' does not exist",
+                    path=str(root / CONFIG_FILE_NAME),
+                    field=f"runs.{spec.name}.path",
+                )
+            )
+            continue
+        checkpoints = _checkpoints_of(root, spec, run_dir, cache, problems)
+        runs.append(
+            RunRecord(
+                name=spec.name,
+                path=spec.path,
+                checkpoints=checkpoints,
+                log_files=find_log_files(root, spec, run_dir),
+            )
+        )
+
+    skip |= {root / r.path for r in runs}
+    dataset_specs = (
+        list(config.datasets) if config.datasets is not None else discover_datasets(root, skip)
+    )
+    datasets = []
+    for ds_spec in dataset_specs:
+        try:
+            datasets.append(describe_dataset(root, ds_spec, cache))
+        except EvalCoreError as exc:
+            problems.append(_problem(exc))
+    cache.save()
+    return WorkspaceSummary(
+        root=str(root),
+        name=config.name or root.name,
+        config_file=str(config.source) if config.source else None,
+        base_model=base_record,
+        runs=tuple(runs),
+        datasets=tuple(datasets),
+        problems=tuple(problems),
+        app_version=__version__,
+    )

@@ -1,0 +1,245 @@
+"""The workspace config file, `ftlens.toml`: typed, validated, with errors that name the field.
+
+```toml
+schema_version = 1
+name = "Support bot fine-tune"
+base_model = "base_model"              # folder, relative to the workspace
+
+[[runs]]
+name = "support-ft"
+path = "runs/support-ft"               # a Trainer output_dir with checkpoint-*/
+
+[[datasets]]
+name = "support_test"
+path = "heldout/support_test.jsonl"
+kind = "generation"                    # generation | text | probe
+columns = { prompt = "question", reference = "answer", category = "topic" }
+
+[database]
+url = "sqlite:///.ftlens/results.sqlite"   # later: the results store
+```
+
+Every key is optional: what is missing is discovered (see `workspace.py`). Unknown keys are
+errors with a "did you mean" hint, because a typo silently ignored is a wrong evaluation.
+Paths must stay inside the workspace.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eval_core.errors import WorkspaceError
+from eval_core.heldout_sets import REQUIRED_ROLES, ROLE_ALIASES
+
+CONFIG_FILE_NAME = "ftlens.toml"
+CONFIG_SCHEMA_VERSION = 1
+
+_TOP_KEYS = ("schema_version", "name", "base_model", "runs", "datasets", "database")
+_RUN_KEYS = ("name", "path")
+_DATASET_KEYS = ("name", "path", "kind", "columns")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A run named in the config."""
+
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A held-out set named in the config; `kind` None means infer from columns."""
+
+    name: str
+    path: str
+    kind: str | None = None
+    columns: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def column_map(self) -> dict[str, str]:
+        return dict(self.columns)
+
+
+@dataclass(frozen=True)
+class WorkspaceConfig:
+    """A parsed `ftlens.toml`. None / empty means "discover it"."""
+
+    source: Path | None = None
+    name: str | None = None
+    base_model: str | None = None
+    runs: tuple[RunSpec, ...] | None = None
+    datasets: tuple[DatasetSpec, ...] | None = None
+    database_url: str | None = None
+
+
+def _hint(key: str, allowed: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1)
+    return f" Did you mean '{close[0]}'?" if close else f" Allowed keys: {', '.join(allowed)}."
+
+
+def _line_of(text: str, needle: str) -> int | None:
+    for n, line in enumerate(text.splitlines(), start=1):
+        if needle in line:
+            return n
+    return None
+
+
+class _Checker:
+    def __init__(self, path: Path, text: str) -> None:
+        self.path, self.text = path, text
+
+    def fail(self, message: str, field: str, needle: str | None = None) -> WorkspaceError:
+        return WorkspaceError(
+            message, path=self.path, field=field, line=_line_of(self.text, needle or field.split(".")[-1].split("[")[0])
+        )
+
+    def keys(self, table: dict, allowed: tuple[str, ...], where: str) -> None:
+        for key in table:
+            if key not in allowed:
+                raise self.fail(f"unknown key '{key}'.{_hint(key, allowed)}", f"{where}{key}", key)
+
+    def string(self, table: dict, key: str, where: str, required: bool = False) -> str | None:
+        value = table.get(key)
+        if value is None:
+            if required:
+                raise self.fail(f"'{key}' is required", f"{where}{key}")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(f"'{key}' must be a non-empty string, got {value!r}", f"{where}{key}", key)
+        return value
+
+    def path_inside(self, value: str, field: str) -> str:
+        p = Path(value)
+        if p.is_absolute() or ".." in p.parts:
+            raise self.fail(
+                f"path {value!r} leaves the workspace; give a path relative to the workspace "
+                "folder without '..'",
+                field,
+                value,
+            )
+        return p.as_posix()
+
+
+def parse_workspace_config(path: Path) -> WorkspaceConfig:
+    """Parse and validate `path` (an `ftlens.toml`).
+
+    Raises:
+        WorkspaceError: naming the file, line and field for TOML syntax errors, unknown keys,
+            wrong types, duplicate names and paths that leave the workspace.
+
+    Example:
+        >>> parse_workspace_config(Path("demo/ftlens.toml")).base_model  # doctest: +SKIP
+        'base_model'
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WorkspaceError(f"cannot read the config: {exc}", path=path) from exc
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise WorkspaceError(
+            f"not valid TOML: {exc}", path=path, line=int(m.group(1)) if m else None
+        ) from exc
+    c = _Checker(path, text)
+    c.keys(data, _TOP_KEYS, "")
+    version = data.get("schema_version", CONFIG_SCHEMA_VERSION)
+    if version != CONFIG_SCHEMA_VERSION:
+        raise c.fail(
+            f"schema_version {version!r} is not supported (this version reads "
+            f"{CONFIG_SCHEMA_VERSION}); upgrade Fine-Tune Lens",
+            "schema_version",
+        )
+    name = c.string(data, "name", "")
+
+    base = data.get("base_model")
+    if isinstance(base, dict):
+        c.keys(base, ("path",), "base_model.")
+        base = c.string(base, "path", "base_model.", required=True)
+    elif base is not None:
+        base = c.string(data, "base_model", "")
+    if base is not None:
+        base = c.path_inside(base, "base_model")
+
+    runs = None
+    if "runs" in data:
+        if not isinstance(data["runs"], list):
+            raise c.fail("'runs' must be an array of tables ([[runs]])", "runs")
+        runs_list = []
+        for i, run in enumerate(data["runs"]):
+            where = f"runs[{i}]."
+            if not isinstance(run, dict):
+                raise c.fail("each run must be a table", f"runs[{i}]", "runs")
+            c.keys(run, _RUN_KEYS, where)
+            rpath = c.path_inside(c.string(run, "path", where, required=True), f"{where}path")  # type: ignore[arg-type]
+            rname = c.string(run, "name", where) or Path(rpath).name
+            runs_list.append(RunSpec(name=rname, path=rpath))
+        _unique(c, [r.name for r in runs_list], "runs")
+        runs = tuple(runs_list)
+
+    datasets = None
+    if "datasets" in data:
+        if not isinstance(data["datasets"], list):
+            raise c.fail("'datasets' must be an array of tables ([[datasets]])", "datasets")
+        ds_list = []
+        for i, ds in enumerate(data["datasets"]):
+            where = f"datasets[{i}]."
+            if not isinstance(ds, dict):
+                raise c.fail("each dataset must be a table", f"datasets[{i}]", "datasets")
+            c.keys(ds, _DATASET_KEYS, where)
+            dpath = c.path_inside(c.string(ds, "path", where, required=True), f"{where}path")  # type: ignore[arg-type]
+            dname = c.string(ds, "name", where) or Path(dpath).stem
+            kind = c.string(ds, "kind", where)
+            if kind is not None and kind not in REQUIRED_ROLES:
+                raise c.fail(
+                    f"kind {kind!r} is not one of {sorted(REQUIRED_ROLES)}", f"{where}kind", kind
+                )
+            cols = ds.get("columns", {})
+            if not isinstance(cols, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in cols.items()
+            ):
+                raise c.fail("'columns' must map role names to column names", f"{where}columns", "columns")
+            for role in cols:
+                if role not in ROLE_ALIASES:
+                    raise c.fail(
+                        f"unknown role '{role}'.{_hint(role, tuple(ROLE_ALIASES))}",
+                        f"{where}columns.{role}",
+                        role,
+                    )
+            ds_list.append(
+                DatasetSpec(name=dname, path=dpath, kind=kind, columns=tuple(sorted(cols.items())))
+            )
+        _unique(c, [d.name for d in ds_list], "datasets")
+        datasets = tuple(ds_list)
+
+    database_url = None
+    if "database" in data:
+        db = data["database"]
+        if not isinstance(db, dict):
+            raise c.fail("'database' must be a table with a 'url' key", "database")
+        c.keys(db, ("url",), "database.")
+        database_url = c.string(db, "url", "database.")
+
+    return WorkspaceConfig(
+        source=path,
+        name=name,
+        base_model=base,
+        runs=runs,
+        datasets=datasets,
+        database_url=database_url,
+    )
+
+
+def _unique(c: _Checker, names: list[str], table: str) -> None:
+    seen: set[str] = set()
+    for i, n in enumerate(names):
+        if n in seen:
+            raise c.fail(f"name {n!r} is used twice; names must be unique", f"{table}[{i}].name", n)
+        seen.add(n)
