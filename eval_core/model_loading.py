@@ -1,0 +1,192 @@
+"""Load checkpoints into torch models, safely, one at a time.
+
+The only module that builds transformers models. Its promises:
+- safetensors only by default; pickle weights (`.bin`, `.pt`, ...) are refused before any byte
+  is unpickled, unless the caller opts in with `allow_pickle=True`, and even then they are read
+  with `torch.load(weights_only=True)`, never through transformers' own pickle path;
+- `trust_remote_code` is never set, and a config or tokenizer config with `auto_map` is refused;
+- nothing is fetched: every load is `local_files_only`;
+- one model lives at a time: `open_model` frees the previous one (and itself on exit).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eval_core.checkpoints import CheckpointFiles, find_checkpoint_files
+from eval_core.errors import CheckpointError, UnsafeCheckpointError
+
+PICKLE_OPT_IN_HELP = (
+    "pickle weights can run arbitrary code when loaded, so they are refused. Convert them to "
+    "safetensors (load in a sandbox, then save_pretrained(safe_serialization=True)), or, if you "
+    "trust the file, pass allow_pickle=True (CLI: --allow-pickle): it is then read with "
+    "torch.load(weights_only=True)."
+)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference, with the tokenizer that goes with it."""
+
+    model: Any
+    tokenizer: Any
+    files: CheckpointFiles
+    tokenizer_source: Path
+
+
+_current: LoadedModel | None = None
+
+
+def _torch_load_weights_only(path: Path) -> dict:
+    import torch
+
+    if os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "").lower() in ("1", "true", "yes"):
+        raise UnsafeCheckpointError(
+            "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set, which would turn off torch's safe unpickler; "
+            "unset it to load pickle weights.",
+            path=path,
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, ... for hostile files
+        raise UnsafeCheckpointError(
+            f"refused by torch's weights-only unpickler ({type(exc).__name__}): the file holds "
+            "more than tensors. It may be malicious; do not load it outside a sandbox.",
+            path=path,
+        ) from exc
+    if not isinstance(state, dict):
+        raise CheckpointError("pickle weights are not a state dict", path=path)
+    return state
+
+
+def _tokenizer_dir(files: CheckpointFiles, base: Path | None) -> Path:
+    if files.tokenizer_files:
+        return files.folder
+    if base is not None and any((base / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
+        return base
+    raise CheckpointError(
+        "no tokenizer files in the checkpoint and no base model to take them from; save the "
+        "tokenizer with the checkpoint (Trainer does when given processing_class)",
+        path=files.folder,
+    )
+
+
+def _load_full(files: CheckpointFiles, allow_pickle: bool):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        if files.weight_format == "safetensors":
+            return AutoModelForCausalLM.from_pretrained(
+                files.folder, use_safetensors=True, trust_remote_code=False, local_files_only=True
+            )
+        if not allow_pickle:
+            raise UnsafeCheckpointError(PICKLE_OPT_IN_HELP, path=files.weight_files[0])
+        config = AutoConfig.from_pretrained(files.folder, trust_remote_code=False, local_files_only=True)
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+        state: dict = {}
+        for f in files.weight_files:
+            if not f.name.endswith(".json"):
+                state.update(_torch_load_weights_only(f))
+        model.tie_weights()
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        # A tied parameter (GPT-2's lm_head is the embedding) is stored once; it is not missing.
+        params = dict(model.named_parameters(remove_duplicate=False))
+        loaded_ids = {id(params[k]) for k in state if k in params}
+        missing = [k for k in missing if k not in params or id(params[k]) not in loaded_ids]
+        if unexpected or missing:
+            raise CheckpointError(
+                f"weights do not match the config: missing {missing[:3]}, unexpected {unexpected[:3]}",
+                path=files.folder,
+            )
+        return model
+    except (ValueError, KeyError, OSError) as exc:
+        raise CheckpointError(f"transformers could not load the model: {exc}", path=files.folder) from exc
+
+
+def _load_adapter(files: CheckpointFiles, base_model: Path | None, allow_pickle: bool):
+    from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+
+    if base_model is None:
+        raise CheckpointError(
+            "a PEFT adapter needs the workspace's base model (set base_model in ftlens.toml); "
+            "the adapter's own base_model_name_or_path is never fetched",
+            path=files.folder,
+            field="base_model",
+        )
+    base = _load_full(find_checkpoint_files(base_model), allow_pickle)
+    try:
+        if files.weight_format == "safetensors":
+            return PeftModel.from_pretrained(base, files.folder, is_trainable=False)
+        if not allow_pickle:
+            raise UnsafeCheckpointError(PICKLE_OPT_IN_HELP, path=files.weight_files[0])
+        config = PeftConfig.from_pretrained(files.folder)
+        if not isinstance(config, LoraConfig):
+            raise CheckpointError("only LoRA adapters can be loaded from pickle weights", path=files.folder)
+        model = get_peft_model(base, config)
+        set_peft_model_state_dict(model, _torch_load_weights_only(files.weight_files[0]))
+        return model
+    except (ValueError, KeyError, OSError) as exc:
+        raise CheckpointError(f"peft could not load the adapter: {exc}", path=files.folder) from exc
+
+
+def load_model(
+    folder: Path | str, *, base_model: Path | str | None = None, allow_pickle: bool = False
+) -> LoadedModel:
+    """Load a full checkpoint or a PEFT adapter (over `base_model`) in eval mode on CPU.
+
+    Prefer `open_model`, which frees the model afterwards.
+
+    Raises:
+        UnsafeCheckpointError: pickle weights without `allow_pickle`, a hostile pickle, or a
+            config asking for remote code.
+        CheckpointError: missing files, mismatched weights.
+
+    Example:
+        >>> with open_model("runs/a/checkpoint-30") as lm:  # doctest: +SKIP
+        ...     lm.model.config.n_layer
+        4
+    """
+    global _current
+    release_model()
+    from transformers import AutoTokenizer
+
+    folder = Path(folder)
+    base = Path(base_model) if base_model is not None else None
+    files = find_checkpoint_files(folder)
+    if files.kind == "adapter":
+        model = _load_adapter(files, base, allow_pickle)
+    else:
+        model = _load_full(files, allow_pickle)
+    tok_dir = _tokenizer_dir(files, base)
+    tokenizer = AutoTokenizer.from_pretrained(tok_dir, trust_remote_code=False, local_files_only=True)
+    model.eval()
+    _current = LoadedModel(model=model, tokenizer=tokenizer, files=files, tokenizer_source=tok_dir)
+    return _current
+
+
+def release_model() -> None:
+    """Drop the loaded model so its memory can be reused before the next one loads."""
+    global _current
+    if _current is not None:
+        _current.model = None
+        _current.tokenizer = None
+        _current = None
+    gc.collect()
+
+
+@contextmanager
+def open_model(
+    folder: Path | str, *, base_model: Path | str | None = None, allow_pickle: bool = False
+) -> Iterator[LoadedModel]:
+    """`load_model` as a context manager that releases the model on exit."""
+    loaded = load_model(folder, base_model=base_model, allow_pickle=allow_pickle)
+    try:
+        yield loaded
+    finally:
+        release_model()

@@ -1,0 +1,63 @@
+"""Which workspace the app shows, and the session keys every page shares.
+
+Precedence, highest first: the sidebar picker (this session), `streamlit run app.py --
+--workspace DIR`, the environment variable FTLENS_WORKSPACE, else none (Overview offers the demo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+WORKSPACE_KEY = "ftlens_workspace"  # str path picked in this session
+PICKER_KEY = "ftlens_workspace_input"
+PICKER_PENDING_KEY = "ftlens_workspace_input_pending"
+ENV_WORKSPACE = "FTLENS_WORKSPACE"
+ENV_DEMO_DIR = "FTLENS_DEMO_DIR"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def demo_dir() -> Path:
+    """Where the built-in demo workspace lives (FTLENS_DEMO_DIR, else .demo_workspace/)."""
+    return Path(os.environ.get(ENV_DEMO_DIR) or REPO_ROOT / ".demo_workspace").expanduser()
+
+
+def cli_workspace(argv: list[str] | None = None) -> str | None:
+    """`--workspace DIR` from the arguments after `streamlit run app.py --`."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--workspace")
+    args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return args.workspace
+
+
+def startup_workspace() -> str | None:
+    return cli_workspace() or os.environ.get(ENV_WORKSPACE) or None
+
+
+def current_workspace() -> Path | None:
+    """The workspace this session shows, or None when none was chosen yet."""
+    if WORKSPACE_KEY not in st.session_state:
+        st.session_state[WORKSPACE_KEY] = startup_workspace()
+    value = st.session_state[WORKSPACE_KEY]
+    return Path(value).expanduser() if value else None
+
+
+def set_workspace(path: Path | str | None) -> None:
+    """Switch this session to `path`; the sidebar picker shows it from the next run on."""
+    st.session_state[WORKSPACE_KEY] = str(path) if path else None
+    # A widget's value cannot change after it was drawn in this run; the sidebar applies this
+    # before drawing the picker next time.
+    st.session_state[PICKER_PENDING_KEY] = str(path) if path else ""
+
+
+def sync_picker() -> None:
+    """Call before drawing the picker: show the current workspace in it."""
+    if PICKER_PENDING_KEY in st.session_state:
+        st.session_state[PICKER_KEY] = st.session_state.pop(PICKER_PENDING_KEY)
+    elif PICKER_KEY not in st.session_state:
+        current = current_workspace()
+        st.session_state[PICKER_KEY] = str(current) if current else ""

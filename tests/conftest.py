@@ -1,0 +1,82 @@
+"""Shared fixtures: tiny REAL checkpoints (random-init GPT-2, a LoRA adapter over it) and a
+reduced demo workspace built once per test session by the real demo builder."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+TINY_TEXT = [
+    "The capital of France is Paris.",
+    "Water boils at one hundred degrees Celsius at sea level.",
+    "Customer: where is my order? Agent: it ships in three days.",
+    "A list in Python holds items in order; len returns how many.",
+] * 8
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory):
+    """A real byte-level BPE tokenizer, trained in well under a second."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(TINY_TEXT, vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"], show_progress=False)
+    eos = "<|endoftext|>"
+    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=eos, eos_token=eos, pad_token=eos)
+
+
+def make_tiny_gpt2(folder: Path, tokenizer, seed: int = 0):
+    """Save a random-init 2-layer GPT-2 (about 40k parameters) with save_pretrained."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    model = GPT2LMHeadModel(config).eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model
+
+
+@pytest.fixture
+def tiny_gpt2(tmp_path, tiny_tokenizer):
+    """(folder, in-memory model) of a freshly saved tiny GPT-2 checkpoint."""
+    folder = tmp_path / "tiny-gpt2"
+    return folder, make_tiny_gpt2(folder, tiny_tokenizer)
+
+
+@pytest.fixture
+def tiny_adapter(tmp_path, tiny_gpt2):
+    """(adapter folder, base folder, in-memory PEFT model) of a LoRA adapter over tiny_gpt2."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    base_dir, base = tiny_gpt2
+    torch.manual_seed(1)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], init_lora_weights=False))
+    folder = tmp_path / "adapter"
+    peft_model.save_pretrained(folder)
+    return folder, base_dir, peft_model.eval()
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory) -> Path:
+    """A reduced-steps demo workspace, built once per session by the real builder."""
+    from eval_core.demo import DemoSettings, build_demo_workspace
+
+    root = tmp_path_factory.mktemp("quick_demo") / "ws"
+    build_demo_workspace(root, DemoSettings.quick())
+    return root
