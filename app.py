@@ -15,15 +15,18 @@ import streamlit as st
 from eval_core import __version__, is_demo_built
 from eval_core.cli import OFFLINE_ENV
 from pages import _cached
-from pages._session import PICKER_KEY, current_workspace, demo_dir, set_workspace, sync_picker
+from pages._session import PICKER_KEY, current_workspace, demo_dir, demo_settings, set_workspace, sync_picker
 
 for _key, _value in OFFLINE_ENV.items():  # nothing may reach a model hub
     os.environ.setdefault(_key, _value)
 
 st.set_page_config(page_title="Fine-Tune Lens", page_icon="🔬", layout="wide")
 
+# Streamlit sees the pages/ folder and emulates its old folder-based navigation, in which a page's
+# url_path is its file stem. A rerun asking for such a path would run that file alone, skipping this
+# script (and the sidebar). So no url_path here may equal a file stem in pages/ (a test checks).
 PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon="🏠", url_path="overview", default=True),
+    st.Page("pages/overview.py", title="Overview", icon="🏠", url_path="home", default=True),
 ]
 
 
@@ -47,7 +50,7 @@ def sidebar() -> None:
             on_change=_apply_picker,
         )
         demo = demo_dir()
-        if is_demo_built(demo) and (current is None or current.resolve() != demo.resolve()):
+        if is_demo_built(demo, demo_settings()) and (current is None or current.resolve() != demo.resolve()):
             if st.button("Open the demo workspace", key="open_demo_sidebar"):
                 set_workspace(demo)
                 _cached.clear()

@@ -16,6 +16,7 @@ import codecs
 import csv
 import io
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,8 +86,12 @@ def _decode(raw: bytes, path: Path) -> str:
             return raw.decode("utf-16")
         except UnicodeDecodeError as exc:
             raise DatasetError(f"invalid UTF-16 ({exc.reason})", path=path) from exc
+    # Strip the BOM by hand: "utf-8-sig" reports error offsets relative to the text after it,
+    # which would name the wrong byte and line.
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise DatasetError(
@@ -105,7 +110,9 @@ def _read_jsonl(path: Path) -> tuple[list[dict], list[int], list[str]]:
             line=1,
         )
     rows, lines, columns = [], [], {}
-    for n, line in enumerate(text.splitlines(), start=1):
+    # Not str.splitlines(): it also splits on U+2028, U+2029 and U+0085, which JSON strings may
+    # hold raw, and would cut a record in two. "\r" cannot occur raw inside a JSON string.
+    for n, line in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
         if not line.strip():
             continue
         try:
@@ -126,6 +133,9 @@ def _read_jsonl(path: Path) -> tuple[list[dict], list[int], list[str]]:
 def _read_csv(path: Path) -> tuple[list[dict], list[int], list[str]]:
     text = _decode(path.read_bytes(), path)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    # The csv module refuses cells over 128 KiB by default; no cell can be longer than the file.
+    old_limit = csv.field_size_limit(max(csv.field_size_limit(), len(text)))
+    start = 1
     try:
         header = next(reader, None)
         if header is None:
@@ -150,7 +160,17 @@ def _read_csv(path: Path) -> tuple[list[dict], list[int], list[str]]:
             lines.append(start)
             start = reader.line_num + 1
     except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            # The reader only notices at the end of the file; the quote opened in this record.
+            raise DatasetError(
+                "malformed CSV: a quoted cell in the record starting here is never closed; add "
+                'the closing quote (write a literal quote inside a quoted cell as "")',
+                path=path,
+                line=start,
+            ) from exc
         raise DatasetError(f"malformed CSV: {exc}", path=path, line=reader.line_num) from exc
+    finally:
+        csv.field_size_limit(old_limit)
     return rows, lines, header
 
 
@@ -245,8 +265,9 @@ def read_heldout_set(
         columns: role -> column overrides.
 
     Raises:
-        DatasetError: naming the file, line and field: bad encoding or JSON, a missing column,
-            an empty or non-text required value, a duplicate id.
+        DatasetError: naming the file, line and field: bad encoding or JSON, a missing column, a
+            non-text required value, a duplicate id. Empty strings are kept: metrics decide what
+            an empty reference means, as their reference implementations do.
 
     Example:
         >>> ds = read_heldout_set(Path("heldout/support_test.jsonl"))  # doctest: +SKIP
@@ -274,8 +295,9 @@ def read_heldout_set(
                     line=line,
                     field=column_map[role],
                 )
-        if "id" in column_map:
-            key = str(row.get(column_map["id"]))
+        if "id" in column_map and row.get(column_map["id"]) is not None:
+            # A row without an id is not a duplicate of another row without one.
+            key = str(row[column_map["id"]])
             if key in seen_ids:
                 raise DatasetError(
                     f"duplicate id {key!r} (first on line {seen_ids[key]}); ids must be unique",

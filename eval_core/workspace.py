@@ -111,6 +111,8 @@ def _is_run_dir(folder: Path) -> bool:
 
 def discover_runs(root: Path, skip: set[Path]) -> list[RunSpec]:
     """Run folders under root (not nested in each other), named by their relative path."""
+    if _is_run_dir(root):  # the workspace is itself a Trainer output folder
+        return [RunSpec(name=root.name, path=".")]
     runs: list[RunSpec] = []
     taken: list[Path] = []
     for folder in _walk_dirs(root, skip):

@@ -83,11 +83,40 @@ def _hint(key: str, allowed: tuple[str, ...]) -> str:
     return f" Did you mean '{close[0]}'?" if close else f" Allowed keys: {', '.join(allowed)}."
 
 
-def _line_of(text: str, needle: str) -> int | None:
-    for n, line in enumerate(text.splitlines(), start=1):
-        if needle in line:
-            return n
-    return None
+_TABLE_HEADER = re.compile(r"\s*\[\[?\s*([\w.\-]+)\s*\]\]?\s*(#.*)?$")
+
+
+def _line_of(text: str, needle: str, field: str = "") -> int | None:
+    """The 1-based line showing `needle`, looked for first inside the table `field` belongs to.
+
+    `runs[1].name` is looked for in the second `[[runs]]` table (and its sub-tables),
+    `database.url` in `[database]`, a top-level key above the first table; when the table has no
+    such line (a missing key), its header line is given. Comment lines are skipped.
+    """
+    lines = text.split("\n")
+    headers = [(n, m.group(1)) for n, line in enumerate(lines) if (m := _TABLE_HEADER.match(line))]
+
+    def search(lo: int, hi: int) -> int | None:
+        for n in range(lo, hi):
+            if needle in lines[n] and not lines[n].lstrip().startswith("#"):
+                return n + 1
+        return None
+
+    m = re.match(r"(\w+)(?:\[(\d+)\])?\.", field)
+    if m:
+        table, index = m.group(1), int(m.group(2) or 0)
+        own = [n for n, name in headers if name == table]
+        if index < len(own):
+            start = own[index]
+            end = next(
+                (n for n, name in headers if n > start and not name.startswith(table + ".")), len(lines)
+            )
+            return search(start + 1, end) or start + 1
+    else:
+        found = search(0, headers[0][0] if headers else len(lines))
+        if found:
+            return found
+    return search(0, len(lines))
 
 
 class _Checker:
@@ -96,7 +125,10 @@ class _Checker:
 
     def fail(self, message: str, field: str, needle: str | None = None) -> WorkspaceError:
         return WorkspaceError(
-            message, path=self.path, field=field, line=_line_of(self.text, needle or field.split(".")[-1].split("[")[0])
+            message,
+            path=self.path,
+            field=field,
+            line=_line_of(self.text, needle or field.split(".")[-1].split("[")[0], field),
         )
 
     def keys(self, table: dict, allowed: tuple[str, ...], where: str) -> None:
@@ -145,12 +177,19 @@ def parse_workspace_config(path: Path) -> WorkspaceConfig:
         data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
-        raise WorkspaceError(
-            f"not valid TOML: {exc}", path=path, line=int(m.group(1)) if m else None
-        ) from exc
+        # "(at end of document)": an unclosed string, array or table; point at the last line.
+        line = int(m.group(1)) if m else len(text.rstrip().split("\n"))
+        raise WorkspaceError(f"not valid TOML: {exc}", path=path, line=line) from exc
     c = _Checker(path, text)
     c.keys(data, _TOP_KEYS, "")
     version = data.get("schema_version", CONFIG_SCHEMA_VERSION)
+    # bool is an int and 1.0 == 1: check the type, or `true` and `1.0` would pass as version 1.
+    if type(version) is not int:
+        raise c.fail(
+            f"schema_version must be an integer, got {version!r}; write "
+            f"schema_version = {CONFIG_SCHEMA_VERSION}",
+            "schema_version",
+        )
     if version != CONFIG_SCHEMA_VERSION:
         raise c.fail(
             f"schema_version {version!r} is not supported (this version reads "

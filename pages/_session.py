@@ -18,12 +18,20 @@ PICKER_KEY = "ftlens_workspace_input"
 PICKER_PENDING_KEY = "ftlens_workspace_input_pending"
 ENV_WORKSPACE = "FTLENS_WORKSPACE"
 ENV_DEMO_DIR = "FTLENS_DEMO_DIR"
+ENV_DEMO_QUICK = "FTLENS_DEMO_QUICK"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def demo_dir() -> Path:
     """Where the built-in demo workspace lives (FTLENS_DEMO_DIR, else .demo_workspace/)."""
     return Path(os.environ.get(ENV_DEMO_DIR) or REPO_ROOT / ".demo_workspace").expanduser()
+
+
+def demo_settings():
+    """Full demo settings; FTLENS_DEMO_QUICK=1 builds the reduced demo (tests, slow machines)."""
+    from eval_core import DemoSettings
+
+    return DemoSettings.quick() if os.environ.get(ENV_DEMO_QUICK) == "1" else DemoSettings()
 
 
 def cli_workspace(argv: list[str] | None = None) -> str | None:

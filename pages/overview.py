@@ -16,7 +16,7 @@ import streamlit as st
 from eval_core import EvalCoreError, WorkspaceSummary, build_demo_workspace, is_demo_built
 from pages import _cached
 from pages._render import plain, problem_text
-from pages._session import current_workspace, demo_dir, set_workspace
+from pages._session import current_workspace, demo_dir, demo_settings, set_workspace
 
 STAGE_LABELS = {
     "tokenizer": "Training the tokenizer",
@@ -38,10 +38,9 @@ def offer_demo() -> None:
         "`--workspace DIR` or `FTLENS_WORKSPACE`, or use the built-in demo workspace."
     )
     demo = demo_dir()
-    if is_demo_built(demo):
-        if st.button("Open the demo workspace", key="open_demo", type="primary"):
-            set_workspace(demo)
-            st.rerun()
+    settings = demo_settings()
+    if is_demo_built(demo, settings):
+        st.button("Open the demo workspace", key="open_demo", type="primary", on_click=set_workspace, args=(demo,))
         return
     st.write(
         "The demo is built once, by a real training run on this machine (about 2.5 minutes on "
@@ -57,7 +56,7 @@ def offer_demo() -> None:
                 bar.progress(min(max(fraction, 0.0), 1.0), text=f"{label}: {message}")
 
             try:
-                build_demo_workspace(demo, progress=progress)
+                build_demo_workspace(demo, settings, progress=progress)
             except EvalCoreError as exc:
                 status.update(label="Building the demo failed", state="error")
                 st.error(plain(exc))

@@ -50,3 +50,14 @@ def test_no_module_is_a_grab_bag():
     assert not names & {"utils", "helpers", "misc", "common"}
     too_long = [p.name for p in (REPO / "eval_core").rglob("*.py") if len(p.read_text().splitlines()) > 450]
     assert too_long == []
+
+
+def test_no_page_url_path_equals_a_file_stem_in_pages():
+    # See the comment above PAGES in app.py: such a path would rerun the page without app.py.
+    import re
+
+    app = (REPO / "app.py").read_text(encoding="utf-8")
+    url_paths = re.findall(r'url_path="([^"]+)"', app)
+    assert len(url_paths) == app.count("st.Page("), "every st.Page needs an explicit url_path"
+    stems = {p.stem for p in (REPO / "pages").glob("*.py")}
+    assert not set(url_paths) & stems

@@ -109,8 +109,9 @@ def test_blank_lines_are_skipped_but_counted(tmp_path):
     assert ds.lines == [2, 5]
 
 
-def test_crlf_line_endings(tmp_path):
-    path = write(tmp_path, "crlf.jsonl", jsonl(GEN, {**GEN, "id": "g2"}).replace(b"\n", b"\r\n"))
+@pytest.mark.parametrize("newline", [b"\r\n", b"\r"], ids=["crlf", "cr"])
+def test_other_line_endings(tmp_path, newline):
+    path = write(tmp_path, "crlf.jsonl", jsonl(GEN, {**GEN, "id": "g2"}).replace(b"\n", newline))
     assert read_heldout_set(path).lines == [1, 2]
 
 

@@ -1,0 +1,72 @@
+"""`python -m eval_core`: help, the workspace listing in both formats, and clean errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from eval_core.cli import main
+from eval_core.records import WORKSPACE_SCHEMA, WORKSPACE_SCHEMA_VERSION
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "eval_core", *args], cwd=REPO, capture_output=True, text=True)
+
+
+def test_help_lists_the_commands():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    assert "demo" in out.stdout and "workspace" in out.stdout
+
+
+def test_workspace_json_follows_the_documented_schema(quick_demo):
+    out = run_cli("workspace", "--workspace", str(quick_demo), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert (data["schema"], data["schema_version"]) == (WORKSPACE_SCHEMA, WORKSPACE_SCHEMA_VERSION)
+    assert data["base_model"]["path"] == "base_model"
+    (run,) = data["runs"]
+    assert len(run["checkpoints"]) >= 6
+    first = run["checkpoints"][0]
+    assert set(first) >= {"name", "step", "path", "kind", "parameter_count", "fingerprint"}
+    assert {f["kind"] for f in run["log_files"]} >= {"trainer_state", "tensorboard"}
+    ds = {d["name"]: d for d in data["datasets"]}
+    assert set(ds) == {"support_test", "general_text", "general_knowledge"}
+    assert set(ds["support_test"]) >= {"path", "rows", "columns", "categories", "fingerprint"}
+    # The documented schema names every top-level field.
+    doc = (REPO / "docs" / "workspace-schema.md").read_text()
+    for key in data:
+        assert f"`{key}`" in doc, f"{key} is not documented"
+
+
+def test_workspace_table(quick_demo, capsys):
+    assert main(["workspace", "--workspace", str(quick_demo), "--format", "table"]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoint-36" in out and "support_test" in out and "tensorboard" in out
+
+
+def test_missing_workspace_is_one_clear_line_and_exit_2(tmp_path):
+    out = run_cli("workspace", "--workspace", str(tmp_path / "nope"), "--format", "json")
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert out.stderr.startswith("error: ") and "does not exist" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_strict_flag_fails_on_problems(tmp_path, capsys):
+    (tmp_path / "bad.jsonl").write_text("{not json}\n")
+    assert main(["workspace", "--workspace", str(tmp_path), "--format", "json"]) == 0
+    assert main(["workspace", "--workspace", str(tmp_path), "--format", "json", "--strict"]) == 1
+    problems = json.loads(capsys.readouterr().out.split("\n}\n")[0] + "\n}")["problems"]
+    assert any(p["path"].endswith("bad.jsonl") and p["line"] == 1 for p in problems)
+
+
+def test_demo_command_is_idempotent_on_a_built_workspace(quick_demo):
+    out = run_cli("demo", "--workspace", str(quick_demo), "--quick")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["schema"] == "ftlens.demo_build"
+    assert "already built" in out.stderr
