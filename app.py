@@ -15,40 +15,57 @@ import streamlit as st
 from eval_core import __version__, is_demo_built
 from eval_core.cli import OFFLINE_ENV
 from pages import _cached
-from pages._session import PICKER_KEY, current_workspace, demo_dir, demo_settings, set_workspace, sync_picker
+from pages._session import current_workspace, demo_dir, demo_settings, set_workspace
 
 for _key, _value in OFFLINE_ENV.items():  # nothing may reach a model hub
     os.environ.setdefault(_key, _value)
 
 st.set_page_config(page_title="Fine-Tune Lens", page_icon="🔬", layout="wide")
 
-# Streamlit sees the pages/ folder and emulates its old folder-based navigation, in which a page's
-# url_path is its file stem. A rerun asking for such a path would run that file alone, skipping this
-# script (and the sidebar). So no url_path here may equal a file stem in pages/ (a test checks).
+
+def _stop_pages_folder_emulation() -> None:
+    """Run this script on every rerun, not Streamlit's emulation of folder-based navigation.
+
+    Because a `pages/` folder sits beside app.py, Streamlit (1.67) runs each script run through
+    its old folder-based navigation, which can run a page file alone, without this script and the
+    sidebar. The flag is read before every run; clearing it takes effect from the second run on.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+
+        PagesManager.uses_pages_directory = False
+    except ImportError:  # a later Streamlit without the emulation
+        pass
+
+
+_stop_pages_folder_emulation()
+
+# On the very first run the emulation still resolves the URL, and in it a page's url_path is its
+# file stem; so no url_path here may equal a file stem in pages/ (a test checks), or a deep link
+# would run that page without this script.
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon="🏠", url_path="home", default=True),
 ]
 
 
-def _apply_picker() -> None:
-    value = st.session_state.get(PICKER_KEY, "").strip()
-    set_workspace(value or None)
-    _cached.clear()
-
-
 def sidebar() -> None:
     with st.sidebar:
-        st.markdown("### 🔬 Fine-Tune Lens")
+        st.markdown("### Fine-Tune Lens")
         current = current_workspace()
-        sync_picker()
-        st.text_input(
+        shown = str(current) if current else ""
+        # Unkeyed, with the current workspace as its value: when the workspace changes elsewhere
+        # (the demo button), the picker is a new widget showing the new value.
+        typed = st.text_input(
             "Workspace folder",
-            key=PICKER_KEY,
+            value=shown,
             placeholder="/path/to/workspace",
             help="A folder with an ftlens.toml, or a Trainer output folder with checkpoint-*/ "
             "(see README). Also: FTLENS_WORKSPACE, or `streamlit run app.py -- --workspace DIR`.",
-            on_change=_apply_picker,
-        )
+        ).strip()
+        if typed != shown:
+            set_workspace(typed or None)
+            _cached.clear()
+            current = current_workspace()
         demo = demo_dir()
         if is_demo_built(demo, demo_settings()) and (current is None or current.resolve() != demo.resolve()):
             if st.button("Open the demo workspace", key="open_demo_sidebar"):

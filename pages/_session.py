@@ -14,8 +14,6 @@ from pathlib import Path
 import streamlit as st
 
 WORKSPACE_KEY = "ftlens_workspace"  # str path picked in this session
-PICKER_KEY = "ftlens_workspace_input"
-PICKER_PENDING_KEY = "ftlens_workspace_input_pending"
 ENV_WORKSPACE = "FTLENS_WORKSPACE"
 ENV_DEMO_DIR = "FTLENS_DEMO_DIR"
 ENV_DEMO_QUICK = "FTLENS_DEMO_QUICK"
@@ -55,17 +53,5 @@ def current_workspace() -> Path | None:
 
 
 def set_workspace(path: Path | str | None) -> None:
-    """Switch this session to `path`; the sidebar picker shows it from the next run on."""
+    """Switch this session to `path` (None: no workspace)."""
     st.session_state[WORKSPACE_KEY] = str(path) if path else None
-    # A widget's value cannot change after it was drawn in this run; the sidebar applies this
-    # before drawing the picker next time.
-    st.session_state[PICKER_PENDING_KEY] = str(path) if path else ""
-
-
-def sync_picker() -> None:
-    """Call before drawing the picker: show the current workspace in it."""
-    if PICKER_PENDING_KEY in st.session_state:
-        st.session_state[PICKER_KEY] = st.session_state.pop(PICKER_PENDING_KEY)
-    elif PICKER_KEY not in st.session_state:
-        current = current_workspace()
-        st.session_state[PICKER_KEY] = str(current) if current else ""

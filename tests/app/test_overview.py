@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from pages._render import plain
-from pages._session import PICKER_KEY, cli_workspace
+from pages._session import cli_workspace
 
 
 def table_text(at) -> str:
@@ -30,7 +30,7 @@ def test_building_the_demo_in_the_app_then_opens_it(app, monkeypatch, tmp_path):
     assert not at.exception
     assert at.title[0].value.startswith("Demo: Brightleaf")
     assert "checkpoint-36" in table_text(at)
-    assert at.text_input(key=PICKER_KEY).value == str(tmp_path / "demo")
+    assert at.sidebar.text_input[0].value == str(tmp_path / "demo")
 
 
 def test_a_built_demo_opens_with_one_click(app, monkeypatch, quick_demo):
@@ -61,7 +61,7 @@ def test_workspace_from_environment_shows_runs_checkpoints_and_datasets(app, mon
 
 def test_sidebar_picker_switches_workspace(app, quick_demo):
     at = app().run()
-    at.text_input(key=PICKER_KEY).set_value(str(quick_demo)).run()
+    at.sidebar.text_input[0].set_value(str(quick_demo)).run()
     assert not at.exception
     assert at.title[0].value.startswith("Demo: Brightleaf")
 
