@@ -37,7 +37,8 @@ def plain_loop_tokens_per_s(root: Path, settings: DemoSettings, steps: int = 40)
     blocks = _pack_blocks(tok, load_demo_data(settings.seed).pretrain, settings.block_size)
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=settings.n_positions,
-                                       n_embd=settings.n_embd, n_layer=settings.n_layer, n_head=settings.n_head))
+                                       n_embd=settings.n_embd, n_layer=settings.n_layer, n_head=settings.n_head,
+                                       bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id))
     opt = torch.optim.AdamW(model.parameters(), lr=settings.pretrain_lr)
     model.train()
     t = time.perf_counter()

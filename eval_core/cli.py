@@ -7,6 +7,7 @@ one line naming file, line and field, exiting 2 for bad input. Long work shows t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -99,7 +100,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         bar.n = round(fraction * 100)
         bar.refresh()
 
-    record = build_demo_workspace(args.workspace, settings, progress=progress)
+    # Trainer prints its log dicts on stdout; stdout is reserved for the JSON record.
+    with contextlib.redirect_stdout(sys.stderr):
+        record = build_demo_workspace(args.workspace, settings, progress=progress)
     for bar in bars.values():
         bar.close()
     print(json.dumps(record, indent=2))

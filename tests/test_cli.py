@@ -70,3 +70,17 @@ def test_demo_command_is_idempotent_on_a_built_workspace(quick_demo):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["schema"] == "ftlens.demo_build"
     assert "already built" in out.stderr
+
+
+def test_demo_build_prints_only_json_on_stdout(tmp_path, monkeypatch, capsys):
+    from dataclasses import replace
+
+    from eval_core.demo import DemoSettings
+
+    tiny = replace(DemoSettings.quick(), pretrain_steps=2, finetune_steps=2, eval_every=1, general_eval_blocks=2)
+    monkeypatch.setattr(DemoSettings, "quick", classmethod(lambda cls: tiny))
+    assert main(["demo", "--workspace", str(tmp_path / "ws"), "--quick"]) == 0
+    out, err = capsys.readouterr()
+    record = json.loads(out)  # Trainer's log lines went to stderr, not into the JSON
+    assert record["settings"]["finetune_steps"] == 2
+    assert "finetune" in err  # the progress bars
