@@ -25,7 +25,7 @@ from eval_core.errors import CheckpointError, UnsafeCheckpointError
 PICKLE_OPT_IN_HELP = (
     "pickle weights can run arbitrary code when loaded, so they are refused. Convert them to "
     "safetensors (load in a sandbox, then save_pretrained(safe_serialization=True)), or, if you "
-    "trust the file, pass allow_pickle=True (CLI: --allow-pickle): it is then read with "
+    "trust the file, pass allow_pickle=True to eval_core.load_model: it is then read with "
     "torch.load(weights_only=True)."
 )
 
