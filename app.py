@@ -45,6 +45,7 @@ _stop_pages_folder_emulation()
 # would run that page without this script.
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon="🏠", url_path="home", default=True),
+    st.Page("pages/training_curves.py", title="Training curves", icon="📈", url_path="curves"),
 ]
 
 

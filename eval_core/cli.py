@@ -109,6 +109,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_curves(args: argparse.Namespace) -> int:
+    from eval_core.curve_analysis import summarize_curves
+    from eval_core.training_logs import CURVES_SCHEMA, CURVES_SCHEMA_VERSION, iter_csv, read_run_logs
+
+    table = read_run_logs(args.path, run=args.run)
+    if args.summary:
+        if args.format != "json":
+            raise EvalCoreError("--summary prints JSON; use --format json")
+        print(json.dumps(summarize_curves(table, patience=args.patience), indent=2, allow_nan=False))
+        return 0
+    for warning in table.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.format == "csv":
+        sys.stdout.writelines(iter_csv(table))
+    else:
+        record = {"schema": CURVES_SCHEMA, "schema_version": CURVES_SCHEMA_VERSION,
+                  "sources": list(table.sources), "warnings": list(table.warnings), "rows": table.to_rows()}
+        print(json.dumps(record, indent=1, allow_nan=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m eval_core",
@@ -140,6 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
     ws.add_argument("--format", choices=("json", "table"), default="table")
     ws.add_argument("--strict", action="store_true", help="exit 1 when any problem of severity error was found")
     ws.set_defaults(func=_cmd_workspace)
+
+    curves = sub.add_parser(
+        "curves",
+        help="training curves of a run as tidy rows, or per-metric best step and overfitting",
+        description="Read trainer_state.json, TensorBoard event files, Lightning metrics.csv and "
+        "step/metric/value logs of a run into one table (run, source, step, epoch, wall_time, "
+        "metric, value). With --summary: per eval metric the best step and value, the overfitting "
+        "onset (eval loss rising for PATIENCE evaluations while train loss falls), where early "
+        "stopping would stop, and the generalisation gap. Schema: docs/curves-schema.md.",
+    )
+    curves.add_argument("path", type=Path, help="a run folder, a trainer_state.json, or a TensorBoard log folder/file")
+    curves.add_argument("--format", choices=("json", "csv"), default="json")
+    curves.add_argument("--summary", action="store_true", help="per-metric analysis instead of rows")
+    curves.add_argument("--patience", type=int, default=3, help="evaluations without improvement (default 3)")
+    curves.add_argument("--run", default=None, help="run name to put on the rows (default: folder name)")
+    curves.set_defaults(func=_cmd_curves)
     return parser
 
 
@@ -153,3 +190,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EvalCoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `... | head`: the reader has gone; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
