@@ -8,17 +8,20 @@ patience, the train metric paired with the eval metric).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from eval_core.training_logs import CURVES_SCHEMA, CURVES_SCHEMA_VERSION, CurveTable
+from eval_core.training_logs import CURVES_SCHEMA, CURVES_SCHEMA_VERSION, CurveTable, json_float
 
 Direction = Literal["lower", "higher"]
 DEFAULT_PATIENCE = 3  # evaluations without improvement, as in HF's EarlyStoppingCallback usage
 
-_LOWER = ("loss", "perplexity", "ppl", "error", "wer", "cer", "bits_per_byte", "bpb", "nll")
-_HIGHER = ("acc", "bleu", "rouge", "chrf", "f1", "exact_match", "win_rate", "retention", "precision", "recall", "score")
+# Matched against whole name tokens, so "answer" does not read as "wer".
+_LOWER_TOKENS = {"loss", "perplexity", "ppl", "error", "err", "wer", "cer", "bpb", "nll", "bits"}
+_HIGHER_PREFIXES = ("acc", "bleu", "rouge", "chrf", "exact", "retention", "precision", "recall")
+_HIGHER_TOKENS = {"f1", "em", "score", "win"}
 _TIMING = ("_runtime", "_samples_per_second", "_steps_per_second")
 _EVAL_PREFIXES = ("eval_", "eval/", "val_", "val/", "valid_", "validation_", "test_")
 
@@ -53,10 +56,10 @@ def smooth_tensorboard(values: Sequence[float], weight: float) -> list[float]:
 
 def metric_direction(metric: str) -> Direction:
     """Whether lower or higher is better, from the metric's name (loss down, accuracy up)."""
-    name = metric.lower()
-    if any(k in name for k in _LOWER):
+    tokens = [t for t in re.split(r"[^a-z0-9]+", metric.lower()) if t]
+    if any(t in _LOWER_TOKENS or t.endswith("loss") for t in tokens):
         return "lower"
-    if any(k in name for k in _HIGHER):
+    if any(t.startswith(_HIGHER_PREFIXES) or t in _HIGHER_TOKENS for t in tokens):
         return "higher"
     return "lower"
 
@@ -84,7 +87,7 @@ def early_stop_index(values: Sequence[float], direction: Direction, patience: in
         improved = math.isfinite(v) and (best is None or (v < best if direction == "lower" else v > best))
         if improved:
             best, waited = v, 0
-        else:
+        elif i > 0:  # HF resets the counter at the first evaluation whatever it is (best_metric None)
             waited += 1
             if waited >= patience:
                 return i
@@ -210,6 +213,8 @@ def summarize_metric(table: CurveTable, run: str, metric: str, patience: int = D
 
 def summarize_curves(table: CurveTable, patience: int = DEFAULT_PATIENCE) -> dict:
     """The `curves --summary` record: one MetricSummary per (run, eval metric)."""
+    if patience < 1:
+        raise ValueError("patience must be at least 1 evaluation")
     summaries = [
         summarize_metric(table, run, metric, patience)
         for run in table.runs()
@@ -220,6 +225,9 @@ def summarize_curves(table: CurveTable, patience: int = DEFAULT_PATIENCE) -> dic
         "schema": f"{CURVES_SCHEMA}.summary",
         "schema_version": CURVES_SCHEMA_VERSION,
         "patience": patience,
-        "metrics": [asdict(s) for s in summaries],
+        # a diverged run ends on NaN: written as the rows write it ("NaN"), so the record is strict JSON
+        "metrics": [
+            {k: json_float(v) if isinstance(v, float) else v for k, v in asdict(s).items()} for s in summaries
+        ],
         "warnings": list(table.warnings),
     }

@@ -78,13 +78,13 @@ class CurveTable:
         return [
             {
                 "run": p.run, "source": p.source, "step": p.step, "epoch": p.epoch,
-                "wall_time": p.wall_time, "metric": p.metric, "value": _json_float(p.value),
+                "wall_time": p.wall_time, "metric": p.metric, "value": json_float(p.value),
             }
             for p in self.points
         ]
 
 
-def _json_float(v: float) -> float | str:
+def json_float(v: float) -> float | str:
     if math.isnan(v):
         return "NaN"
     if math.isinf(v):
@@ -164,8 +164,10 @@ def read_tensorboard(path: Path, run: str, source: str | None = None) -> tuple[l
     points: list[CurvePoint] = []
     warnings: list[str] = []
     epochs: dict[int, float] = {}
+    events = 0
     try:
         for event in EventFileLoader(str(path)).Load():
+            events += 1
             for v in event.summary.value:
                 kind = v.WhichOneof("value")
                 if kind == "simple_value":
@@ -181,15 +183,47 @@ def read_tensorboard(path: Path, run: str, source: str | None = None) -> tuple[l
                 if metric == "epoch":
                     epochs[int(event.step)] = value
                     continue
+                if metric in _NOT_METRICS:
+                    continue
                 points.append(CurvePoint(run, source, int(event.step), None, float(event.wall_time), metric, value))
     except Exception as exc:  # the loader raises DataLossError and friends on damaged records
         warnings.append(
             f"{path}: stopped reading after {len(points)} points: {type(exc).__name__}: {exc}. "
             "The file is truncated or corrupt; the points before the damage are shown."
         )
+    # tensorboard's loader stops quietly at a bad CRC or a half-written record (it expects more
+    # data from a live run); the record framing tells whether it read the whole file.
+    complete, trailing = _record_framing(path)
+    if not warnings and events < complete:
+        warnings.append(
+            f"{path}: record {events + 1} of {complete} is corrupt (bad checksum); the {len(points)} "
+            "points before it are shown"
+        )
+    elif not warnings and trailing:
+        warnings.append(
+            f"{path}: the last record is incomplete ({trailing} bytes; the file is truncated or "
+            "still being written); the points before it are shown"
+        )
     if path.stat().st_size > 0 and not points and not warnings:
         warnings.append(f"{path}: no scalar values found")
     return [replace(p, epoch=epochs.get(p.step)) for p in points], warnings
+
+
+def _record_framing(path: Path) -> tuple[int, int]:
+    """(complete TFRecord frames, bytes left over) from the frames' length fields alone.
+
+    A frame is an 8-byte little-endian length, a 4-byte length checksum, the payload and a 4-byte
+    payload checksum; the payload (the Event protobuf) is left to tensorboard's loader.
+    """
+    data = path.read_bytes()
+    pos = count = 0
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos : pos + 8], "little")
+        end = pos + 12 + length + 4
+        if end > len(data):
+            break
+        pos, count = end, count + 1
+    return count, len(data) - pos
 
 
 def read_lightning_csv(path: Path, run: str, source: str | None = None) -> tuple[list[CurvePoint], list[str]]:

@@ -84,3 +84,29 @@ def test_demo_build_prints_only_json_on_stdout(tmp_path, monkeypatch, capsys):
     record = json.loads(out)  # Trainer's log lines went to stderr, not into the JSON
     assert record["settings"]["finetune_steps"] == 2
     assert "finetune" in err  # the progress bars
+
+
+def test_curves_rows_summary_and_csv(quick_demo):
+    run = quick_demo / "runs" / "support-ft"
+    out = run_cli("curves", str(run), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["schema"] == "ftlens.curves" and data["rows"]
+    assert set(data["rows"][0]) == {"run", "source", "step", "epoch", "wall_time", "metric", "value"}
+
+    summary = json.loads(run_cli("curves", str(run), "--summary", "--format", "json").stdout)
+    history = json.loads((run / "trainer_state.json").read_text())["log_history"]
+    for entry in summary["metrics"]:
+        evals = [(e["step"], e[entry["metric"]]) for e in history if entry["metric"] in e]
+        assert entry["best_step"] == min(evals, key=lambda sv: sv[1])[0]  # the minimum of eval loss
+        assert entry["patience"] == 3 and "recommended_stop_step" in entry and "overfit_onset_step" in entry
+    assert {m["metric"] for m in summary["metrics"]} == {"eval_support_loss", "eval_general_loss"}
+
+    csv_out = run_cli("curves", str(run / "trainer_state.json"), "--format", "csv")
+    lines = csv_out.stdout.splitlines()
+    assert lines[0] == "run,source,step,epoch,wall_time,metric,value" and len(lines) > 20
+
+
+def test_curves_of_a_missing_path_is_exit_2(tmp_path):
+    out = run_cli("curves", str(tmp_path / "nope"), "--summary")
+    assert out.returncode == 2 and "does not exist" in out.stderr

@@ -1,7 +1,8 @@
 """One real-browser smoke test of the main flow: Debian's Chromium driven by Playwright.
 
 Starts `streamlit run app.py -- --workspace <quick demo>` on a free localhost port, opens the
-Overview and checks the demo's checkpoints are listed, then switches workspace in the sidebar.
+Overview and checks the demo's checkpoints are listed, opens Training curves and sees the chart
+with the best step labelled, then switches workspace in the sidebar.
 The test fails (it does not skip) when /usr/bin/chromium is missing: `.ci/run` installs it.
 """
 
@@ -84,6 +85,17 @@ def test_overview_lists_demo_checkpoints_in_a_real_browser(server, quick_demo, t
         expect(page.get_by_role("textbox", name="Workspace folder")).to_have_value(str(quick_demo))
         expect(table.get_by_text("checkpoint-36", exact=True)).to_be_visible()
         expect(page.get_by_text("Page not found")).to_have_count(0)
+
+        # Training curves: the chart draws, with the best step labelled on it.
+        page.get_by_role("link", name="Training curves").click()
+        expect(page.get_by_role("heading", name="Training curves")).to_be_visible(timeout=30_000)
+        wait_idle(page)
+        plot = page.locator(".js-plotly-plot").first
+        expect(plot.locator(".main-svg").first).to_be_visible(timeout=30_000)
+        expect(plot.get_by_text("best: step 36")).to_have_count(1)
+        page.screenshot(path=str(tmp_path / "curves.png"), full_page=True)
+        page.get_by_role("link", name="Overview").click()
+        expect(table.get_by_text("checkpoint-36", exact=True)).to_be_visible(timeout=30_000)
 
         box = page.get_by_role("textbox", name="Workspace folder")
         box.fill(str(tmp_path / "does-not-exist"))
