@@ -1,0 +1,228 @@
+"""Evaluate a workspace: every (checkpoint x held-out set x metric) cell, computing only what is missing.
+
+Metrics (a registry of small frozen specs):
+- `perplexity`: token perplexity, bits per byte and word perplexity of `text` sets;
+- `completion_perplexity`: perplexity of the reference given the prompt, for `generation` sets
+  (through the chat template when the tokenizer has one) and `probe` sets (the answer after the
+  cloze prompt, no template);
+- `generation`: the checkpoint's output for each prompt of `generation` sets.
+
+Each example's result is stored under (checkpoint fingerprint, dataset name, example id, example
+hash, metric, config hash). A model is loaded only when one of its cells has missing examples; results
+are written in chunks, each one transaction, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from eval_core.errors import EvalCoreError
+from eval_core.generation import GenerationConfig
+from eval_core.heldout_sets import HeldoutSet, read_heldout_set
+from eval_core.nll_scoring import PerplexityConfig
+from eval_core.records import CheckpointRecord, DatasetRecord
+from eval_core.results_store import ResultsStore, checkpoints, database_url, protocols
+from eval_core.workspace import discover_workspace, load_config
+
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+"""progress_factory(description, total) -> advance(n)."""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    dataset_kinds: tuple[str, ...]
+    table: str
+    unit: str
+    higher_is_better: bool
+    description: str
+
+
+METRICS: dict[str, MetricSpec] = {
+    "perplexity": MetricSpec("perplexity", ("text",), "nll_scores", "perplexity", False,
+                             "token-weighted perplexity (with bits per byte, word perplexity) of plain texts"),
+    "completion_perplexity": MetricSpec("completion_perplexity", ("generation", "probe"), "nll_scores", "perplexity", False,
+                                        "perplexity of the reference (answer) tokens given the prompt"),
+    "generation": MetricSpec("generation", ("generation",), "generations", "text", True,
+                             "the checkpoint's output for each prompt (greedy unless configured)"),
+}
+
+
+def _did_you_mean(kind: str, name: str, known: Sequence[str]) -> EvalCoreError:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return EvalCoreError(f"unknown {kind} '{name}'.{hint} Known: {', '.join(known)}", field=kind)
+
+
+def get_metric(name: str) -> MetricSpec:
+    if name not in METRICS:
+        raise _did_you_mean("metric", name, list(METRICS))
+    return METRICS[name]
+
+
+@dataclass
+class CellResult:
+    checkpoint: str
+    dataset: str
+    metric: str
+    computed: int = 0
+    cached: int = 0
+
+
+@dataclass
+class EvaluationSummary:
+    """What `evaluate` did: examples computed now versus found in the store."""
+
+    database: str
+    cells: list[CellResult] = field(default_factory=list)
+
+    @property
+    def computed(self) -> int:
+        return sum(c.computed for c in self.cells)
+
+    @property
+    def cached(self) -> int:
+        return sum(c.cached for c in self.cells)
+
+    def to_dict(self) -> dict:
+        return {"schema": "ftlens.evaluation", "schema_version": 1, "database": self.database,
+                "computed": self.computed, "cached": self.cached, "cells": [c.__dict__ for c in self.cells]}
+
+
+def example_ids(ds: HeldoutSet) -> list[str]:
+    if "id" in ds.column_map:
+        return [str(v) for v in ds.values("id")]
+    return [f"row-{line}" for line in ds.lines]
+
+
+def example_hashes(ds: HeldoutSet) -> list[str]:
+    """A hash of each example's own fields (all roles but id): edits are computed again."""
+    roles = sorted(r for r in ds.column_map if r != "id")
+    return [
+        hashlib.sha256(json.dumps([str(row.get(ds.column_map[r])) for r in roles]).encode()).hexdigest()[:16]
+        for row in ds.rows
+    ]
+
+
+def _select(kind: str, wanted: Sequence[str] | None, available: dict) -> list[tuple[str, object]]:
+    """(name, item) pairs in workspace order; an unknown name is an error with a hint."""
+    if not wanted:
+        return list(available.items())
+    for name in wanted:
+        if name not in available:
+            raise _did_you_mean(kind, name, list(available))
+    return [(n, v) for n, v in available.items() if n in wanted]
+
+
+def _protocol(metric: str, config: PerplexityConfig | GenerationConfig) -> dict:
+    import torch
+    import transformers
+
+    return {"config": config.to_dict(), "libraries": {"torch": torch.__version__, "transformers": transformers.__version__}}
+
+
+def _configs(spec: MetricSpec, ds: DatasetRecord, ppl: PerplexityConfig, gen: GenerationConfig):
+    if spec.name == "generation":
+        return gen
+    if spec.name == "completion_perplexity" and ds.kind == "probe":
+        return replace(ppl, use_chat_template=False)  # a cloze prompt is plain text, not a chat turn
+    return ppl
+
+
+def evaluate_workspace(
+    root: Path | str,
+    *,
+    checkpoint_names: Sequence[str] | None = None,
+    dataset_names: Sequence[str] | None = None,
+    metric_names: Sequence[str] | None = None,
+    device: str = "cpu",
+    perplexity_config: PerplexityConfig = PerplexityConfig(),
+    generation_config: GenerationConfig = GenerationConfig(max_new_tokens=48),
+    allow_pickle: bool = False,
+    chunk_size: int = 64,
+    progress_factory: ProgressFactory | None = None,
+) -> EvaluationSummary:
+    """Fill the results store for the chosen cells; return what was computed and what was cached.
+
+    Raises:
+        EvalCoreError: an unknown checkpoint, dataset or metric name (with "did you mean"), or a
+            checkpoint or dataset that cannot be used.
+
+    Example:
+        >>> evaluate_workspace(".demo_workspace").to_dict()["computed"]  # doctest: +SKIP
+        5180
+    """
+    from eval_core.model_loading import open_model
+    from eval_core.scoring_tasks import run_task
+
+    root = Path(root)
+    ws = discover_workspace(root)
+    store = ResultsStore(database_url(root, load_config(Path(ws.root)).database_url))
+    models: dict[str, CheckpointRecord] = {}
+    if ws.base_model:
+        models["base"] = ws.base_model
+    for c in ws.checkpoints:
+        models[c.name if len(ws.runs) == 1 else f"{c.run}/{c.name}"] = c
+    chosen_models: list[tuple[str, CheckpointRecord]] = _select("checkpoint", checkpoint_names, models)  # type: ignore[assignment]
+    chosen_sets: list[DatasetRecord] = [d for _, d in _select("dataset", dataset_names, {d.name: d for d in ws.datasets})]  # type: ignore[misc]
+    specs = [get_metric(m) for m in metric_names] if metric_names else list(METRICS.values())
+    errors = [p for p in ws.problems if p.severity == "error"]
+    if not chosen_models or not chosen_sets:
+        raise EvalCoreError("nothing to evaluate: the workspace has no usable checkpoint or dataset"
+                            + (f" ({errors[0].message})" if errors else ""))
+
+    data = {d.name: read_heldout_set(Path(ws.root) / d.path, kind=d.kind, columns=d.column_map) for d in chosen_sets}
+    ids = {name: example_ids(ds) for name, ds in data.items()}
+    hashes = {name: example_hashes(ds) for name, ds in data.items()}
+    store.upsert_reference(checkpoints, [
+        {"fingerprint": c.fingerprint, "run": c.run, "name": c.name, "step": c.step, "path": c.path, "kind": c.kind}
+        for _, c in chosen_models])
+    for d in chosen_sets:
+        store.set_dataset({"name": d.name, "fingerprint": d.fingerprint, "path": d.path, "kind": d.kind,
+                           "rows": d.rows, "example_ids": json.dumps(ids[d.name])})
+
+    summary = EvaluationSummary(database=store.url)
+    base_dir = Path(ws.root) / ws.base_model.path if ws.base_model else None
+    for model_name, ckpt in chosen_models:
+        todo = []
+        for d in chosen_sets:
+            for spec in specs:
+                if d.kind not in spec.dataset_kinds:
+                    continue
+                cfg = _configs(spec, d, perplexity_config, generation_config)
+                h = cfg.config_hash()
+                store.upsert_reference(protocols, [{"config_hash": h, "metric": spec.name,
+                                                    "protocol": json.dumps(_protocol(spec.name, cfg), sort_keys=True)}])
+                have = store.existing_keys(spec.table, ckpt.fingerprint, d.name, spec.name, h)
+                missing = [k for k in zip(ids[d.name], hashes[d.name], strict=True) if k not in have]
+                cell = CellResult(model_name, d.name, spec.name, cached=len(ids[d.name]) - len(missing))
+                summary.cells.append(cell)
+                if missing:
+                    todo.append((d, spec, cfg, h, missing, cell))
+        if not todo:
+            continue
+        with open_model(Path(ws.root) / ckpt.path, base_model=base_dir, allow_pickle=allow_pickle) as lm:
+            lm.model.to(_device(device))
+            for d, spec, cfg, h, missing, cell in todo:
+                advance = progress_factory(f"{model_name} · {d.name} · {spec.name}", len(missing)) if progress_factory else None
+                run_task(store, lm, data[d.name], ids[d.name], missing, spec.name, cfg, h,
+                         ckpt.fingerprint, d.name, chunk_size, cell, advance)
+    store.close()
+    return summary
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise EvalCoreError("--device cuda was asked for but torch sees no CUDA device; use cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise EvalCoreError(f"unknown device '{name}'; use cpu, cuda or auto")
+    return name

@@ -1,0 +1,200 @@
+"""Negative log-likelihood of texts under a causal LM: the model side of perplexity.
+
+Protocol (recorded with every number through `PerplexityConfig.to_dict()`):
+- Texts are tokenized without special tokens. With `bos_policy="prepend"` the BOS token (EOS when
+  the tokenizer has none, as GPT-2 uses) is put in front, so the first real token is scored too;
+  with `"none"` the first token is only context.
+- Documents longer than `max_length` are scored with a sliding window: each window scores at most
+  `stride` new tokens (stride <= max_length - 1) and sees up to `max_length - stride` earlier
+  tokens as context, so every token is scored exactly once. stride = max_length - 1 (the default)
+  gives disjoint windows with one token of context, as lm-evaluation-harness's rolling windows.
+- Completion-only (conditional) scoring: the prompt (through the chat template when the tokenizer
+  has one) is context, and only the reference's tokens are scored; prompt and reference are
+  tokenized separately, the reference with a leading space when neither side supplies one.
+- Windows from all documents are sorted by length and batched (short batches pad little); padding
+  positions are never scored, and position ids come from the attention mask, so results do not
+  depend on batch size or padding side.
+- Log-softmax in float32 over the scored positions only; sums in float64.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from eval_core.errors import EvalCoreError
+from eval_core.perplexity import NllStats, count_bytes, count_words
+
+PERPLEXITY_PROTOCOL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PerplexityConfig:
+    """How perplexity is computed. None means "the model's context length" / "max_length - 1"."""
+
+    max_length: int | None = None
+    stride: int | None = None
+    batch_size: int = 16
+    bos_policy: Literal["prepend", "none"] = "prepend"
+    use_chat_template: bool = True
+    padding_side: Literal["right", "left"] = "right"
+
+    def to_dict(self) -> dict:
+        return {"protocol_version": PERPLEXITY_PROTOCOL_VERSION, **asdict(self)}
+
+    def config_hash(self) -> str:
+        """What changes the numbers: everything but batch size and padding side (proved equal by tests)."""
+        key = {k: v for k, v in self.to_dict().items() if k not in ("batch_size", "padding_side")}
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class _Doc:
+    ids: list[int]
+    first: int  # index of the first token that is scored
+    text: str  # the scored text, for byte and word counts
+
+
+def context_length(model) -> int:
+    config = model.config
+    for name in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 1:
+            return value
+    raise EvalCoreError("cannot tell the model's context length; pass max_length")
+
+
+def resolve_window(model, config: PerplexityConfig) -> tuple[int, int]:
+    """(max_length, stride) actually used."""
+    limit = context_length(model)
+    max_length = config.max_length or limit
+    if max_length < 2 or max_length > limit:
+        raise EvalCoreError(f"max_length must be between 2 and the model's context ({limit}), got {max_length}")
+    stride = config.stride or max_length - 1
+    if not 1 <= stride <= max_length - 1:
+        raise EvalCoreError(
+            f"stride must be between 1 and max_length - 1 ({max_length - 1}) so every scored token has "
+            f"context, got {stride}"
+        )
+    return max_length, stride
+
+
+def _prefix(tokenizer, policy: str) -> list[int]:
+    if policy == "none":
+        return []
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if bos is None:
+        raise EvalCoreError("bos_policy 'prepend' needs a BOS or EOS token; the tokenizer has neither")
+    return [bos]
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
+
+
+def text_docs(tokenizer, texts: Sequence[str], config: PerplexityConfig) -> list[_Doc]:
+    prefix = _prefix(tokenizer, config.bos_policy)
+    docs = []
+    for text in texts:
+        ids = prefix + _encode(tokenizer, text)
+        docs.append(_Doc(ids=ids, first=1, text=text))
+    return docs
+
+
+def completion_docs(
+    tokenizer, prompts: Sequence[str], references: Sequence[str], config: PerplexityConfig
+) -> list[_Doc]:
+    from eval_core.generation import build_prompt
+
+    if len(prompts) != len(references):
+        raise EvalCoreError("prompts and references differ in length")
+    prefix = _prefix(tokenizer, config.bos_policy)
+    docs = []
+    for prompt, reference in zip(prompts, references, strict=True):
+        context = build_prompt(tokenizer, prompt, config.use_chat_template)
+        joiner = " " if context and reference and not (context[-1].isspace() or reference[0].isspace()) else ""
+        ctx_ids = prefix + _encode(tokenizer, context)
+        if not ctx_ids:
+            raise EvalCoreError("an empty prompt with bos_policy 'none' leaves the first token without context")
+        docs.append(_Doc(ids=ctx_ids + _encode(tokenizer, joiner + reference), first=len(ctx_ids), text=reference))
+    return docs
+
+
+def _windows(doc_index: int, doc: _Doc, max_length: int, stride: int) -> list[tuple[int, list[int], int]]:
+    """(doc, input ids, index of the first scored position) covering each token once."""
+    out = []
+    t0 = max(doc.first, 1)
+    while t0 < len(doc.ids):
+        t1 = min(len(doc.ids), t0 + stride)
+        start = max(0, t1 - max_length)
+        out.append((doc_index, doc.ids[start:t1], t0 - start))
+        t0 = t1
+    return out
+
+
+def score_docs(model, docs: Sequence[_Doc], config: PerplexityConfig, progress: Callable[[int], None] | None = None) -> list[NllStats]:
+    """NLL statistics per document (see the module docstring for the protocol)."""
+    import torch
+
+    if config.batch_size < 1:
+        raise EvalCoreError("batch_size must be at least 1")
+    max_length, stride = resolve_window(model, config)
+    windows = [w for i, d in enumerate(docs) for w in _windows(i, d, max_length, stride)]
+    windows.sort(key=lambda w: len(w[1]), reverse=True)
+    nll = [0.0] * len(docs)
+    counts = [0] * len(docs)
+    pad_id = 0  # any id: padded positions are masked out and never scored
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        for b in range(0, len(windows), config.batch_size):
+            batch = windows[b : b + config.batch_size]
+            width = max(len(w[1]) for w in batch)
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            score = torch.zeros((len(batch), width), dtype=torch.bool)
+            for r, (_, tokens, first) in enumerate(batch):
+                off = width - len(tokens) if config.padding_side == "left" else 0
+                ids[r, off : off + len(tokens)] = torch.tensor(tokens)
+                mask[r, off : off + len(tokens)] = 1
+                score[r, off + first : off + len(tokens)] = True
+            positions = (mask.cumsum(1) - 1).clamp(min=0)
+            logits = model(
+                input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device)
+            ).logits
+            # Logits at position j predict token j + 1: gather only the rows that score a token.
+            rows, cols = score[:, 1:].nonzero(as_tuple=True)
+            picked = logits[rows.to(device), cols.to(device)].float()
+            targets = ids[:, 1:][rows, cols].to(device)
+            token_nll = -torch.log_softmax(picked, dim=-1).gather(1, targets[:, None])[:, 0]
+            token_nll = token_nll.double().cpu()
+            per_row = torch.zeros(len(batch), dtype=torch.float64).index_add_(0, rows, token_nll)
+            for r, (doc_i, tokens, first) in enumerate(batch):
+                nll[doc_i] += float(per_row[r])
+                counts[doc_i] += len(tokens) - first
+            if progress is not None:
+                progress(sum(len(w[1]) - w[2] for w in batch))
+    return [
+        NllStats(nll_sum=nll[i], token_count=counts[i], byte_count=count_bytes(d.text), word_count=count_words(d.text) if d.text else 0)
+        for i, d in enumerate(docs)
+    ]
+
+
+def score_texts(model, tokenizer, texts: Sequence[str], config: PerplexityConfig = PerplexityConfig(),
+                progress: Callable[[int], None] | None = None) -> list[NllStats]:
+    """Per-text NLL statistics of plain texts.
+
+    Example:
+        >>> stats = score_texts(lm.model, lm.tokenizer, ["Water boils at 100 degrees."])  # doctest: +SKIP
+        >>> perplexity_per_token(total(stats))
+    """
+    return score_docs(model, text_docs(tokenizer, texts, config), config, progress)
+
+
+def score_completions(model, tokenizer, prompts: Sequence[str], references: Sequence[str],
+                      config: PerplexityConfig = PerplexityConfig(),
+                      progress: Callable[[int], None] | None = None) -> list[NllStats]:
+    """Per-example NLL statistics of each reference given its prompt (reference tokens only)."""
+    return score_docs(model, completion_docs(tokenizer, prompts, references, config), config, progress)

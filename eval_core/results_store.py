@@ -1,0 +1,206 @@
+"""The results store: every computed number and generation, keyed so nothing is computed twice.
+
+One database per workspace: SQLite at `<workspace>/.ftlens/results.sqlite` by default, or any
+SQLAlchemy URL (PostgreSQL for a team) from `ftlens.toml` `[database] url`, overridden by the
+environment variable `FTLENS_DATABASE_URL`.
+
+Keys: (checkpoint fingerprint, dataset name, example id, example hash, metric, config hash). The
+example hash covers the example's own text, so adding examples to a dataset computes only the new
+ones, and an edited example is computed again. A row is written once (inserts ignore an existing
+key), and each batch of results is one transaction, so a killed run leaves only whole batches behind
+and the next run computes just what is missing.
+SQLite runs in WAL mode with a busy timeout, and write transactions start with BEGIN IMMEDIATE so a
+read-then-write cannot lose an update to a concurrent writer.
+
+Schema version 1 (docs/results-schema.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from eval_core.errors import EvalCoreError
+
+STORE_SCHEMA_VERSION = 1
+ENV_DATABASE_URL = "FTLENS_DATABASE_URL"
+
+metadata = sa.MetaData()
+store_meta = sa.Table("store_meta", metadata, sa.Column("key", sa.String(64), primary_key=True),
+                      sa.Column("value", sa.Text, nullable=False))
+checkpoints = sa.Table(
+    "checkpoints", metadata,
+    sa.Column("fingerprint", sa.String(80), primary_key=True),
+    sa.Column("run", sa.String(255)), sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("step", sa.Integer), sa.Column("path", sa.Text, nullable=False), sa.Column("kind", sa.String(16)),
+)
+datasets = sa.Table(
+    "datasets", metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(80), nullable=False), sa.Column("path", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(16)), sa.Column("rows", sa.Integer),
+    # The ids of the dataset as last evaluated: results of removed examples are not reported.
+    sa.Column("example_ids", sa.Text, nullable=False),
+)
+protocols = sa.Table(
+    "protocols", metadata,
+    sa.Column("config_hash", sa.String(64), primary_key=True),
+    sa.Column("metric", sa.String(64), nullable=False), sa.Column("protocol", sa.Text, nullable=False),
+)
+nll_scores = sa.Table(
+    "nll_scores", metadata,
+    sa.Column("checkpoint_fp", sa.String(80), primary_key=True),
+    sa.Column("dataset", sa.String(255), primary_key=True),
+    sa.Column("example_id", sa.String(255), primary_key=True),
+    sa.Column("example_hash", sa.String(64), primary_key=True),
+    sa.Column("metric", sa.String(64), primary_key=True),
+    sa.Column("config_hash", sa.String(64), primary_key=True),
+    sa.Column("nll_sum", sa.Float(precision=53), nullable=False),
+    sa.Column("token_count", sa.Integer, nullable=False),
+    sa.Column("byte_count", sa.Integer, nullable=False),
+    sa.Column("word_count", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+generations = sa.Table(
+    "generations", metadata,
+    sa.Column("checkpoint_fp", sa.String(80), primary_key=True),
+    sa.Column("dataset", sa.String(255), primary_key=True),
+    sa.Column("example_id", sa.String(255), primary_key=True),
+    sa.Column("example_hash", sa.String(64), primary_key=True),
+    sa.Column("config_hash", sa.String(64), primary_key=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("new_tokens", sa.Integer, nullable=False),
+    sa.Column("finish_reason", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
+def database_url(root: Path, configured: str | None = None) -> str:
+    """The store's URL: FTLENS_DATABASE_URL, else the workspace config, else SQLite in .ftlens/."""
+    url = os.environ.get(ENV_DATABASE_URL) or configured
+    if url:
+        return url
+    return f"sqlite:///{(Path(root) / '.ftlens' / 'results.sqlite').resolve()}"
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for display and logs."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _sqlite_setup(engine: sa.Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # noqa: ANN001
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout = 30000")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class ResultsStore:
+    """A handle on the results database.
+
+    Example:
+        >>> store = ResultsStore("sqlite:////tmp/ws/.ftlens/results.sqlite")  # doctest: +SKIP
+        >>> store.existing_keys("nll_scores", ckpt_fp, "support_test", "perplexity", cfg_hash)
+        set()
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(url, future=True)
+        except (sa.exc.ArgumentError, ImportError, OSError) as exc:
+            raise EvalCoreError(f"cannot open the results database {redact(url)}: {exc}", field="database.url") from exc
+        if self.engine.dialect.name == "sqlite":
+            _sqlite_setup(self.engine)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                metadata.create_all(conn)
+                row = conn.execute(sa.select(store_meta.c.value).where(store_meta.c.key == "schema_version")).first()
+                if row is None:
+                    conn.execute(store_meta.insert().values(key="schema_version", value=str(STORE_SCHEMA_VERSION)))
+                elif int(row[0]) > STORE_SCHEMA_VERSION:
+                    raise EvalCoreError(
+                        f"the results database {redact(self.url)} has schema version {row[0]}, newer than "
+                        f"this Fine-Tune Lens reads ({STORE_SCHEMA_VERSION}); upgrade Fine-Tune Lens"
+                    )
+        except sa.exc.DatabaseError as exc:
+            raise EvalCoreError(
+                f"the results database {redact(self.url)} cannot be used: {exc.orig}. If it is not a "
+                "database (or is corrupt), move it away and evaluate again.",
+                field="database.url",
+            ) from exc
+
+    def _insert_ignore(self, table: sa.Table):
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(table).on_conflict_do_nothing()
+
+    def upsert_reference(self, table: sa.Table, rows: Iterable[dict]) -> None:
+        """Register checkpoints / datasets / protocols (first write wins; they are content-keyed)."""
+        rows = list(rows)
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(self._insert_ignore(table), rows)
+
+    def existing_keys(self, table_name: str, checkpoint_fp: str, dataset: str, metric: str, config_hash: str) -> set[tuple[str, str]]:
+        """(example id, example hash) pairs already stored for one cell."""
+        table = nll_scores if table_name == "nll_scores" else generations
+        cond = [table.c.checkpoint_fp == checkpoint_fp, table.c.dataset == dataset, table.c.config_hash == config_hash]
+        if table is nll_scores:
+            cond.append(table.c.metric == metric)
+        with self.engine.connect() as conn:
+            return {(r[0], r[1]) for r in conn.execute(sa.select(table.c.example_id, table.c.example_hash).where(*cond))}
+
+    def set_dataset(self, row: dict) -> None:
+        """Record a dataset as evaluated now (replacing its previous description)."""
+        with self.engine.begin() as conn:
+            conn.execute(datasets.delete().where(datasets.c.name == row["name"]))
+            conn.execute(datasets.insert().values(**row))
+
+    def add_nll(self, rows: Sequence[dict]) -> None:
+        """Write one batch of per-example NLL statistics atomically."""
+        now = time.time()
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(self._insert_ignore(nll_scores), [{**r, "created_at": now} for r in rows])
+
+    def add_generations(self, rows: Sequence[dict]) -> None:
+        """Write one batch of generations atomically."""
+        now = time.time()
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(self._insert_ignore(generations), [{**r, "created_at": now} for r in rows])
+
+    def read(self, table: sa.Table) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(table))]
+
+    def protocols(self) -> dict[str, dict]:
+        return {r["config_hash"]: {"metric": r["metric"], **json.loads(r["protocol"])} for r in self.read(protocols)}
+
+    def close(self) -> None:
+        self.engine.dispose()
