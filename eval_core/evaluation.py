@@ -109,12 +109,18 @@ def example_hashes(ds: HeldoutSet) -> list[str]:
     ]
 
 
-def _select(kind: str, wanted: Sequence[str] | None, available: dict) -> list[tuple[str, object]]:
-    """(name, item) pairs in workspace order; an unknown name is an error with a hint."""
+def _select(kind: str, wanted: Sequence[str] | None, available: dict, problems: Sequence = ()) -> list[tuple[str, object]]:
+    """(name, item) pairs in workspace order; an unknown name is an error with a hint.
+
+    A name that discovery could not use (an empty or broken file) is reported with its problem.
+    """
     if not wanted:
         return list(available.items())
     for name in wanted:
         if name not in available:
+            for p in problems:
+                if p.path and Path(p.path).stem == name:
+                    raise EvalCoreError(f"{kind} '{name}' cannot be used: {p.message}", path=p.path, line=p.line, field=p.field)
             raise _did_you_mean(kind, name, list(available))
     return [(n, v) for n, v in available.items() if n in wanted]
 
@@ -169,7 +175,7 @@ def evaluate_workspace(
     for c in ws.checkpoints:
         models[c.name if len(ws.runs) == 1 else f"{c.run}/{c.name}"] = c
     chosen_models: list[tuple[str, CheckpointRecord]] = _select("checkpoint", checkpoint_names, models)  # type: ignore[assignment]
-    chosen_sets: list[DatasetRecord] = [d for _, d in _select("dataset", dataset_names, {d.name: d for d in ws.datasets})]  # type: ignore[misc]
+    chosen_sets: list[DatasetRecord] = [d for _, d in _select("dataset", dataset_names, {d.name: d for d in ws.datasets}, ws.problems)]  # type: ignore[misc]
     specs = [get_metric(m) for m in metric_names] if metric_names else list(METRICS.values())
     errors = [p for p in ws.problems if p.severity == "error"]
     if not chosen_models or not chosen_sets:
