@@ -3,9 +3,10 @@
     .venv/bin/python bench/incremental_bench.py [--workspace DIR] [--repeats 3]
 
 Builds the quick demo workspace (`build_demo_workspace(dir, DemoSettings.quick())`: base model plus
-6 checkpoints) in a temporary folder, or copies `--workspace DIR` there (the original is never
-modified). Each round, on a fresh SQLite results store (FTLENS_DATABASE_URL points into the
-temporary folder) and the original held-out files:
+6 checkpoints) in a temporary folder (or in `--keep DIR`, reused when already built there), or takes
+`--workspace DIR`; either way it works on a copy, so the source is never modified. Each round, on a
+fresh SQLite results store (FTLENS_DATABASE_URL points into the temporary folder) and the original
+held-out files:
 
   1. full: `evaluate_workspace(ws, metric_names=["perplexity", "completion_perplexity"])`, all
      cells computed (the baseline);
@@ -92,6 +93,7 @@ def main() -> None:
     parser.add_argument("--workspace", type=Path, help="copy this workspace instead of building the quick demo")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of full / incremental / unchanged")
     parser.add_argument("--fraction", type=float, default=0.10)
+    parser.add_argument("--keep", type=Path, help="build the quick demo here (kept, reused next time; copied before use)")
     args = parser.parse_args()
 
     import torch
@@ -101,13 +103,14 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory()
     root = Path(tmp.name) / "ws"
     build_s = None
-    if args.workspace:
-        shutil.copytree(args.workspace, root, ignore=shutil.ignore_patterns("results.sqlite*"))
-    else:
+    source = args.workspace
+    if source is None:
+        source = args.keep or Path(tmp.name) / "demo"
         t = time.perf_counter()
-        build_demo_workspace(root, DemoSettings.quick())
+        build_demo_workspace(source, DemoSettings.quick())  # returns at once when already built there
         build_s = time.perf_counter() - t
-        print(f"quick demo workspace built in {build_s:.1f} s")
+        print(f"quick demo workspace ready in {build_s:.1f} s")
+    shutil.copytree(source, root, ignore=shutil.ignore_patterns("results.sqlite*"))
     torch.set_num_threads(2)
     originals = {p: (root / p).read_bytes() for p in GROWN}
     sizes = {p: sum(1 for ln in originals[p].decode().splitlines() if ln.strip()) for p in GROWN}
@@ -132,7 +135,7 @@ def main() -> None:
 
     med = {k: statistics.median(x[k] for x in rounds) for k in ("full_s", "incremental_s", "unchanged_s", "ratio")}
     last = rounds[-1]
-    results = {"workspace": str(args.workspace) if args.workspace else "quick demo (temporary)",
+    results = {"workspace": str(args.workspace) if args.workspace else "quick demo",
                "build_s": build_s, "rows_before": sizes, "metrics": METRICS, "rounds": rounds,
                "median": med, "target_ratio": 0.15, "cpu_pressure": cpu_pressure()}
     print(f"\nrows before: {sizes}; added per round: {last['added']}")

@@ -132,9 +132,26 @@ def _protocol(metric: str, config: PerplexityConfig | GenerationConfig) -> dict:
     return {"config": config.to_dict(), "libraries": {"torch": torch.__version__, "transformers": transformers.__version__}}
 
 
-def _configs(spec: MetricSpec, ds: DatasetRecord, ppl: PerplexityConfig, gen: GenerationConfig):
+def _context_of(folder: Path) -> int | None:
+    """The context length from a checkpoint's config.json (no model load)."""
+    from eval_core.checkpoints import read_json_file
+
+    cfg = folder / "config.json"
+    if not cfg.is_file():
+        return None
+    data = read_json_file(cfg)
+    for key in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+        if isinstance(data.get(key), int):
+            return data[key]
+    return None
+
+
+def _configs(spec: MetricSpec, ds: DatasetRecord, ppl: PerplexityConfig, gen: GenerationConfig, context: int | None):
     if spec.name == "generation":
         return gen
+    if context is not None:  # record the window actually used, not "the model's default"
+        window = min(ppl.max_length or context, context)
+        ppl = replace(ppl, max_length=window, stride=ppl.stride or window - 1)
     if spec.name == "completion_perplexity" and ds.kind == "probe":
         return replace(ppl, use_chat_template=False)  # a cloze prompt is plain text, not a chat turn
     return ppl
@@ -196,11 +213,12 @@ def evaluate_workspace(
     base_dir = Path(ws.root) / ws.base_model.path if ws.base_model else None
     for model_name, ckpt in chosen_models:
         todo = []
+        context = _context_of(Path(ws.root) / ckpt.path) or (_context_of(base_dir) if base_dir else None)
         for d in chosen_sets:
             for spec in specs:
                 if d.kind not in spec.dataset_kinds:
                     continue
-                cfg = _configs(spec, d, perplexity_config, generation_config)
+                cfg = _configs(spec, d, perplexity_config, generation_config, context)
                 h = cfg.config_hash()
                 store.upsert_reference(protocols, [{"config_hash": h, "metric": spec.name,
                                                     "protocol": json.dumps(_protocol(spec.name, cfg), sort_keys=True)}])

@@ -48,6 +48,8 @@ def test_second_run_computes_nothing_and_results_have_protocols(ws):
         cell = got[(model, "general_text", "perplexity")]
         assert cell["examples"] == 56 and cell["perplexity"] > 1 and cell["bits_per_byte"] > 0
         assert cell["protocol"]["config"]["bos_policy"] == "prepend" and "transformers" in cell["protocol"]["libraries"]
+        # The window actually used is recorded, not "the model's default".
+        assert (cell["protocol"]["config"]["max_length"], cell["protocol"]["config"]["stride"]) == (256, 255)
         assert got[(model, "support_test", "completion_perplexity")]["protocol"]["config"]["use_chat_template"] is True
         assert got[(model, "general_knowledge", "completion_perplexity")]["protocol"]["config"]["use_chat_template"] is False
         assert got[(model, "support_test", "generation")]["examples"] == 64
