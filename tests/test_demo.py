@@ -84,7 +84,7 @@ def test_refuses_to_build_over_a_foreign_folder(tmp_path):
 def test_same_seed_same_weights_and_an_interrupted_build_resumes(tmp_path):
     from eval_core.workspace import discover_workspace
 
-    tiny = replace(DemoSettings.quick(), pretrain_steps=3, finetune_steps=6, eval_every=1, general_eval_blocks=2)
+    tiny = replace(DemoSettings.quick(), pretrain_steps=2, finetune_steps=2, eval_every=1, general_eval_blocks=2)
     build_demo_workspace(tmp_path / "a", tiny)
     build_demo_workspace(tmp_path / "b", tiny)
     fp = lambda root: [c.fingerprint for c in (lambda ws: [ws.base_model, *ws.checkpoints])(discover_workspace(root))]  # noqa: E731

@@ -22,7 +22,12 @@ def test_no_workspace_offers_to_build_the_demo(app):
     assert [b.label for b in at.button if b.key == "build_demo"] == ["Build the demo workspace"]
 
 
-def test_building_the_demo_in_the_app_then_opens_it(app, monkeypatch, tmp_path):
+def test_building_the_demo_in_the_app_then_opens_it(app, monkeypatch, quick_demo, tmp_path):
+    # A demo whose fine-tuning stage was interrupted: the in-app build resumes it (the same code
+    # path as a fresh build, without paying for pretraining again in the test suite).
+    shutil.copytree(quick_demo, tmp_path / "demo", ignore=shutil.ignore_patterns("results.sqlite*"))
+    shutil.rmtree(tmp_path / "demo" / "runs")
+    (tmp_path / "demo" / ".ftlens" / "demo" / "finetune.done").unlink()
     monkeypatch.setenv("FTLENS_DEMO_DIR", str(tmp_path / "demo"))
     monkeypatch.setenv("FTLENS_DEMO_QUICK", "1")
     at = app(timeout=600).run()
