@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-steps", type=int, default=40, help="AdamW steps for the small model")
     args = parser.parse_args()
+    pressure_start = cpu_pressure()
 
     import torch
     import transformers
@@ -76,7 +77,11 @@ def main() -> None:
                 "batch1": GenerationConfig(max_new_tokens=args.new_tokens, batch_size=1)}
         outs: dict = {}
         generate(model, tok, prompts[:2], GenerationConfig(max_new_tokens=4))  # warm-up, not timed
-        variants = {k: (lambda k=k: outs.__setitem__(k, generate(model, tok, prompts, cfgs[k]))) for k in cfgs}
+
+        def run(key: str, outs=outs, model=model, tok=tok, prompts=prompts, cfgs=cfgs) -> None:
+            outs[key] = generate(model, tok, prompts, cfgs[key])
+
+        variants = {k: (lambda k=k: run(k)) for k in cfgs}
         times = round_robin(variants, args.repeats)
         new_tokens = sum(g.new_tokens for g in outs["batch16"])
         same = sum(a == b for a, b in zip(outs["batch16"], outs["batch1"], strict=True))
@@ -97,7 +102,8 @@ def main() -> None:
         print(f"  batch 16 vs batch 1: x{ratio:.2f} (median of per-round ratios; target >= 6x); "
               f"identical outputs {same}/{len(prompts)}")
     results["cpu_pressure"] = cpu_pressure()
-    print(f"CPU pressure: {results['cpu_pressure']}")
+    results["cpu_pressure_start"] = pressure_start
+    print(f"CPU pressure: start {pressure_start}; end {results['cpu_pressure']}")
     out_dir = REPO / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "generation_bench.json").write_text(json.dumps(results, indent=2))

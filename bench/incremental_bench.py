@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.10)
     parser.add_argument("--keep", type=Path, help="build the quick demo here (kept, reused next time; copied before use)")
     args = parser.parse_args()
+    pressure_start = cpu_pressure()
 
     import torch
     import transformers  # noqa: F401  (imported before timing)
@@ -137,14 +138,14 @@ def main() -> None:
     last = rounds[-1]
     results = {"workspace": str(args.workspace) if args.workspace else "quick demo",
                "build_s": build_s, "rows_before": sizes, "metrics": METRICS, "rounds": rounds,
-               "median": med, "target_ratio": 0.15, "cpu_pressure": cpu_pressure()}
+               "median": med, "target_ratio": 0.15, "cpu_pressure": cpu_pressure(), "cpu_pressure_start": pressure_start}
     print(f"\nrows before: {sizes}; added per round: {last['added']}")
     print(f"full evaluation (baseline): {med['full_s']:.2f} s, {last['full']['computed']} examples computed")
     print(f"incremental: {med['incremental_s']:.2f} s, {last['incremental']['computed']} computed, "
           f"{last['incremental']['cached']} cached")
     print(f"incremental / full: {med['ratio']:.1%} (median of per-round ratios; target <= 15%)")
     print(f"unchanged re-run: {med['unchanged_s']:.2f} s ({last['unchanged']['cached']} cached)")
-    print(f"CPU pressure: {results['cpu_pressure']}")
+    print(f"CPU pressure: start {pressure_start}; end {results['cpu_pressure']}")
     out_dir = REPO / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "incremental_bench.json").write_text(json.dumps(results, indent=2))

@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-steps", type=int, default=40, help="AdamW steps for the small model")
     args = parser.parse_args()
+    pressure_start = cpu_pressure()
 
     import torch
     import transformers
@@ -201,7 +202,8 @@ def main() -> None:
               f"(target >= 60% on the larger model); baseline {row['gflops_baseline']:.0f} GFLOP/s = "
               f"{row['baseline_fraction_of_peak']:.0%}")
     results["cpu_pressure"] = cpu_pressure()
-    print(f"CPU pressure: {results['cpu_pressure']}")
+    results["cpu_pressure_start"] = pressure_start
+    print(f"CPU pressure: start {pressure_start}; end {results['cpu_pressure']}")
     out_dir = REPO / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "perplexity_bench.json").write_text(json.dumps(results, indent=2))
