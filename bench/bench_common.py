@@ -49,7 +49,9 @@ def matmul_peak_gflops(n: int = 1024, threads: int = 2, batches: int = 7, min_s:
     torch.set_num_threads(threads)
     try:
         a, b = torch.randn(n, n), torch.randn(n, n)
-        torch.mm(a, b)
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.5:  # warm-up: threads awake, clocks up
+            torch.mm(a, b)
         t = time.perf_counter()
         reps = 0
         while time.perf_counter() - t < 0.05:
