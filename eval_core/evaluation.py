@@ -180,7 +180,7 @@ def evaluate_workspace(
         >>> evaluate_workspace(".demo_workspace").to_dict()["computed"]  # doctest: +SKIP
         5180
     """
-    from eval_core.model_loading import open_model
+    from eval_core.model_loading import models_in_turn, open_model
     from eval_core.scoring_tasks import run_task
 
     root = Path(root)
@@ -211,31 +211,32 @@ def evaluate_workspace(
 
     summary = EvaluationSummary(database=store.url)
     base_dir = Path(ws.root) / ws.base_model.path if ws.base_model else None
-    for model_name, ckpt in chosen_models:
-        todo = []
-        context = _context_of(Path(ws.root) / ckpt.path) or (_context_of(base_dir) if base_dir else None)
-        for d in chosen_sets:
-            for spec in specs:
-                if d.kind not in spec.dataset_kinds:
-                    continue
-                cfg = _configs(spec, d, perplexity_config, generation_config, context)
-                h = cfg.config_hash()
-                store.upsert_reference(protocols, [{"config_hash": h, "metric": spec.name,
-                                                    "protocol": json.dumps(_protocol(spec.name, cfg), sort_keys=True)}])
-                have = store.existing_keys(spec.table, ckpt.fingerprint, d.name, spec.name, h)
-                missing = [k for k in zip(ids[d.name], hashes[d.name], strict=True) if k not in have]
-                cell = CellResult(model_name, d.name, spec.name, cached=len(ids[d.name]) - len(missing))
-                summary.cells.append(cell)
-                if missing:
-                    todo.append((d, spec, cfg, h, missing, cell))
-        if not todo:
-            continue
-        with open_model(Path(ws.root) / ckpt.path, base_model=base_dir, allow_pickle=allow_pickle) as lm:
-            lm.model.to(_device(device))
-            for d, spec, cfg, h, missing, cell in todo:
-                advance = progress_factory(f"{model_name} · {d.name} · {spec.name}", len(missing)) if progress_factory else None
-                run_task(store, lm, data[d.name], ids[d.name], missing, spec.name, cfg, h,
-                         ckpt.fingerprint, d.name, chunk_size, cell, advance)
+    with models_in_turn():
+        for model_name, ckpt in chosen_models:
+            todo = []
+            context = _context_of(Path(ws.root) / ckpt.path) or (_context_of(base_dir) if base_dir else None)
+            for d in chosen_sets:
+                for spec in specs:
+                    if d.kind not in spec.dataset_kinds:
+                        continue
+                    cfg = _configs(spec, d, perplexity_config, generation_config, context)
+                    h = cfg.config_hash()
+                    store.upsert_reference(protocols, [{"config_hash": h, "metric": spec.name,
+                                                        "protocol": json.dumps(_protocol(spec.name, cfg), sort_keys=True)}])
+                    have = store.existing_keys(spec.table, ckpt.fingerprint, d.name, spec.name, h)
+                    missing = [k for k in zip(ids[d.name], hashes[d.name], strict=True) if k not in have]
+                    cell = CellResult(model_name, d.name, spec.name, cached=len(ids[d.name]) - len(missing))
+                    summary.cells.append(cell)
+                    if missing:
+                        todo.append((d, spec, cfg, h, missing, cell))
+            if not todo:
+                continue
+            with open_model(Path(ws.root) / ckpt.path, base_model=base_dir, allow_pickle=allow_pickle) as lm:
+                lm.model.to(_device(device))
+                for d, spec, cfg, h, missing, cell in todo:
+                    advance = progress_factory(f"{model_name} · {d.name} · {spec.name}", len(missing)) if progress_factory else None
+                    run_task(store, lm, data[d.name], ids[d.name], missing, spec.name, cfg, h,
+                             ckpt.fingerprint, d.name, chunk_size, cell, advance)
     store.close()
     return summary
 

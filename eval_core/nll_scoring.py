@@ -11,10 +11,11 @@ Protocol (recorded with every number through `PerplexityConfig.to_dict()`):
 - Completion-only (conditional) scoring: the prompt (through the chat template when the tokenizer
   has one) is context, and only the reference's tokens are scored; prompt and reference are
   tokenized separately, the reference with a leading space when neither side supplies one.
-- Windows from all documents are sorted by length and batched (short batches pad little); padding
+- Windows from all documents are sorted by length and batched (short batches pad little; a batch
+  holds at most `batch_size` rows and `token_budget` padded positions); padding
   positions are never scored, and position ids come from the attention mask, so results do not
   depend on batch size or padding side.
-- Log-softmax in float32 over the scored positions only; sums in float64.
+- The LM head and log-softmax (float32) run over the scored positions only; sums in float64.
 """
 
 from __future__ import annotations
@@ -41,13 +42,14 @@ class PerplexityConfig:
     bos_policy: Literal["prepend", "none"] = "prepend"
     use_chat_template: bool = True
     padding_side: Literal["right", "left"] = "right"
+    token_budget: int = 2048
 
     def to_dict(self) -> dict:
         return {"protocol_version": PERPLEXITY_PROTOCOL_VERSION, **asdict(self)}
 
     def config_hash(self) -> str:
-        """What changes the numbers: everything but batch size and padding side (proved equal by tests)."""
-        key = {k: v for k, v in self.to_dict().items() if k not in ("batch_size", "padding_side")}
+        """What changes the numbers: not batch size, padding side or token budget (proved equal by tests)."""
+        key = {k: v for k, v in self.to_dict().items() if k not in ("batch_size", "padding_side", "token_budget")}
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -135,12 +137,58 @@ def _windows(doc_index: int, doc: _Doc, max_length: int, stride: int) -> list[tu
     return out
 
 
+def _batches(windows: list, batch_size: int, token_budget: int) -> list[list]:
+    """Consecutive runs of the length-sorted windows: at most `batch_size` rows and, past the first
+    row, at most `token_budget` padded positions. Padded batches of 16 x 512 positions fall out of
+    the CPU cache; a position budget keeps the activations of one forward small (bench/README.md)."""
+    batches: list[list] = []
+    current: list = []
+    for window in windows:
+        width = max([len(window[1])] + [len(w[1]) for w in current[:1]])
+        if current and (len(current) >= batch_size or (len(current) + 1) * width > token_budget):
+            batches.append(current)
+            current = []
+        current.append(window)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _split_head(model):
+    """(body, head) when logits are exactly `head(body(...).last_hidden_state)`, else None.
+
+    Applying the head only to scored positions saves the full-vocabulary projection of every
+    context and padding position. Models that rescale or soft-cap logits after the head (Gemma 2,
+    Cohere, Granite, ...) or wrap it (PEFT) would break that identity, so it is checked once per
+    model on a short probe rather than trusted from a list of architectures.
+    """
+    import torch
+
+    body = getattr(model, getattr(model, "base_model_prefix", "") or "", None)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if body is None or head is None or body is model or not isinstance(head, torch.nn.Linear):
+        return None
+    device = next(model.parameters()).device
+    probe = torch.arange(1, 9, device=device)[None, :] % max(int(head.out_features), 2)
+    try:
+        with torch.inference_mode():
+            full = model(input_ids=probe).logits.float()
+            split = head(body(input_ids=probe).last_hidden_state).float()
+    except Exception:  # noqa: BLE001 - any failure means "use the plain path"
+        return None
+    if full.shape != split.shape or not torch.allclose(full, split, rtol=1e-5, atol=1e-5):
+        return None
+    return body, head
+
+
 def score_docs(model, docs: Sequence[_Doc], config: PerplexityConfig, progress: Callable[[int], None] | None = None) -> list[NllStats]:
     """NLL statistics per document (see the module docstring for the protocol)."""
     import torch
 
     if config.batch_size < 1:
         raise EvalCoreError("batch_size must be at least 1")
+    if config.token_budget < 1:
+        raise EvalCoreError("token_budget must be at least 1")
     max_length, stride = resolve_window(model, config)
     windows = [w for i, d in enumerate(docs) for w in _windows(i, d, max_length, stride)]
     windows.sort(key=lambda w: len(w[1]), reverse=True)
@@ -148,9 +196,9 @@ def score_docs(model, docs: Sequence[_Doc], config: PerplexityConfig, progress: 
     counts = [0] * len(docs)
     pad_id = 0  # any id: padded positions are masked out and never scored
     device = next(model.parameters()).device
+    split = _split_head(model) if windows else None
     with torch.inference_mode():
-        for b in range(0, len(windows), config.batch_size):
-            batch = windows[b : b + config.batch_size]
+        for batch in _batches(windows, config.batch_size, config.token_budget):
             width = max(len(w[1]) for w in batch)
             ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -161,12 +209,20 @@ def score_docs(model, docs: Sequence[_Doc], config: PerplexityConfig, progress: 
                 mask[r, off : off + len(tokens)] = 1
                 score[r, off + first : off + len(tokens)] = True
             positions = (mask.cumsum(1) - 1).clamp(min=0)
-            logits = model(
-                input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device)
-            ).logits
-            # Logits at position j predict token j + 1: gather only the rows that score a token.
+            # A batch without padding needs no mask: attention then takes its causal fast path.
+            inputs = {
+                "input_ids": ids.to(device),
+                "attention_mask": None if bool(mask.all()) else mask.to(device),
+                "position_ids": positions.to(device),
+            }
+            # Logits at position j predict token j + 1: only the rows that score a token are needed.
             rows, cols = score[:, 1:].nonzero(as_tuple=True)
-            picked = logits[rows.to(device), cols.to(device)].float()
+            if split is not None:
+                body, head = split
+                hidden = body(**inputs).last_hidden_state
+                picked = head(hidden[rows.to(device), cols.to(device)]).float()
+            else:
+                picked = model(**inputs).logits[rows.to(device), cols.to(device)].float()
             targets = ids[:, 1:][rows, cols].to(device)
             token_nll = -torch.log_softmax(picked, dim=-1).gather(1, targets[:, None])[:, 0]
             token_nll = token_nll.double().cpu()

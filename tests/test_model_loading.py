@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from eval_core.errors import CheckpointError, UnsafeCheckpointError
-from eval_core.model_loading import load_model, open_model, release_model
+from eval_core.model_loading import load_model, models_in_turn, open_model, release_model
 
 IDS = torch.tensor([[5, 17, 42, 99, 3, 250]])
 
@@ -127,3 +127,25 @@ def test_one_model_at_a_time(tiny_gpt2, tiny_adapter):
     load_model(folder)
     assert first.model is None and ref() is None  # the first model was freed
     release_model()
+
+
+def test_models_in_turn_still_frees_each_model_and_unfreezes_on_exit(tiny_gpt2):
+    import gc
+    import weakref
+
+    folder, _ = tiny_gpt2
+    assert gc.get_freeze_count() == 0
+    refs = []
+    with models_in_turn():
+        assert gc.get_freeze_count() > 0
+        with models_in_turn():  # nested use keeps the outer freeze
+            pass
+        assert gc.get_freeze_count() > 0
+        for _ in range(2):
+            with open_model(folder) as lm:
+                refs.append(weakref.ref(lm.model))
+            assert refs[-1]() is None  # released inside the loop, not when it ends
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), models_in_turn():
+        raise RuntimeError("boom")
+    assert gc.get_freeze_count() == 0

@@ -9,7 +9,15 @@ import torch
 
 from eval_core.errors import EvalCoreError
 from eval_core.model_loading import open_model
-from eval_core.nll_scoring import PerplexityConfig, completion_docs, score_completions, score_texts, text_docs
+from eval_core.nll_scoring import (
+    PerplexityConfig,
+    _batches,
+    _split_head,
+    completion_docs,
+    score_completions,
+    score_texts,
+    text_docs,
+)
 from eval_core.perplexity import (
     NllStats,
     bits_per_byte,
@@ -145,6 +153,58 @@ def test_bad_window_settings(lm):
 
 def test_config_hash_ignores_batch_and_padding_only():
     a = PerplexityConfig()
-    assert a.config_hash() == PerplexityConfig(batch_size=1, padding_side="left").config_hash()
+    assert a.config_hash() == PerplexityConfig(batch_size=1, padding_side="left", token_budget=64).config_hash()
     assert a.config_hash() != PerplexityConfig(stride=8).config_hash()
     assert a.config_hash() != PerplexityConfig(bos_policy="none").config_hash()
+
+
+@pytest.mark.parametrize("token_budget", [1, 24, 100, 100_000])
+def test_invariant_to_token_budget(lm, token_budget):
+    base = score_texts(lm.model, lm.tokenizer, TEXTS, PerplexityConfig(batch_size=1))
+    got = score_texts(lm.model, lm.tokenizer, TEXTS, PerplexityConfig(batch_size=16, token_budget=token_budget))
+    for a, b in zip(base, got, strict=True):
+        assert a.token_count == b.token_count and b.nll_sum == pytest.approx(a.nll_sum, rel=1e-5)
+
+
+def test_batches_respect_rows_and_position_budget():
+    windows = [(i, [0] * n, 1) for i, n in enumerate([50, 40, 40, 10, 10, 10, 10, 3])]
+    batches = _batches(windows, batch_size=3, token_budget=90)
+    assert [w for b in batches for w in b] == windows  # order kept, nothing dropped or repeated
+    for b in batches:
+        assert len(b) <= 3
+        assert len(b) == 1 or len(b) * max(len(w[1]) for w in b) <= 90
+    assert [len(b) for b in _batches(windows, batch_size=16, token_budget=1)] == [1] * len(windows)
+
+
+class _ScaledLogits(torch.nn.Module):
+    """A model whose logits are rescaled after the head, as Cohere and Granite do."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+        self.base_model_prefix = "transformer"
+        self.transformer = inner.transformer
+
+    def get_output_embeddings(self):
+        return self.inner.lm_head
+
+    def forward(self, **kwargs):
+        out = self.inner(**kwargs)
+        out.logits = out.logits * 0.5
+        return out
+
+
+def test_scored_rows_head_is_used_only_when_it_equals_the_model(lm):
+    assert _split_head(lm.model) is not None  # GPT-2: logits == lm_head(transformer(x))
+    scaled = _ScaledLogits(lm.model)
+    assert _split_head(scaled) is None
+    # The fallback path computes the model's own logits: scores follow the rescaling.
+    texts = TEXTS[:2]
+    got = score_texts(scaled, lm.tokenizer, texts, PerplexityConfig(batch_size=2))
+    ids = [[lm.tokenizer.eos_token_id] + lm.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    for row, s in zip(ids, got, strict=True):
+        with torch.no_grad():
+            logp = torch.log_softmax(0.5 * lm.model(torch.tensor([row])).logits[0].double(), -1)
+        manual = -sum(logp[j - 1, row[j]].item() for j in range(1, len(row)))
+        assert s.nll_sum == pytest.approx(manual, rel=1e-6)
