@@ -1,0 +1,259 @@
+"""Reference-based text metrics: BLEU, chrF, ROUGE and exact match, computed by the reference libraries.
+
+Nothing here re-implements a metric. Each example's *sufficient statistics* come from the library
+that defines the metric, and every value is derived from them:
+- `bleu`, `chrf`: sacrebleu's own segment statistics (`Metric._extract_corpus_statistics`); the
+  corpus value is sacrebleu's score of the summed statistics (what `corpus_score` returns), the
+  per-example value is sacrebleu's sentence score (BLEU with `effective_order=True`, as
+  `sacrebleu.sentence_bleu`; chrF as `sacrebleu.sentence_chrf`). Scores are on sacrebleu's 0-100 scale.
+- `rouge1`, `rouge2`, `rougeL`, `rougeLsum`: `rouge_score.RougeScorer(use_stemmer=True)` per example,
+  (precision, recall, F1) kept; the value is F1 on rouge-score's 0-1 scale and the corpus value is
+  the mean F1. `rougeLsum` splits summaries into sentences on newlines ("\\n"), as rouge-score
+  does; text without newlines is one sentence, so it equals `rougeL` there.
+- `exact_match`: 1.0 when prediction and reference are equal after `normalize_answer` (Unicode NFKC,
+  case folding, punctuation removed, English articles a/an/the removed, whitespace collapsed: the
+  SQuAD normalisation, made Unicode-aware), else 0.0; the corpus value is the mean.
+
+Empty predictions or references get whatever the libraries give them (BLEU 0, ROUGE 0, chrF 0;
+exact match is 1.0 for two empty strings); nothing here replaces a value with a made-up 0.
+
+Speed: the statistics of all metrics are computed in one pass per example (sentence and corpus
+values both come from them), Porter stems are memoised per process (stemming dominates ROUGE), and
+large inputs are split over worker processes (bench/text_metrics_bench.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import string
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+
+from eval_core.errors import EvalCoreError
+
+TEXT_METRICS_PROTOCOL_VERSION = 1
+ALL_METRICS: tuple[str, ...] = ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match")
+ROUGE_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+SACREBLEU_METRICS = ("bleu", "chrf")
+HIGHER_IS_BETTER = dict.fromkeys(ALL_METRICS, True)
+SCALE = {"bleu": 100.0, "chrf": 100.0, **dict.fromkeys(ROUGE_METRICS, 1.0), "exact_match": 1.0}
+"""The top of each metric's range, in the units of its reference library."""
+
+PARALLEL_MIN_PAIRS = 400
+"""Below this many pairs, worker start-up costs more than it saves."""
+
+
+@dataclass(frozen=True)
+class TextMetricConfig:
+    """Which metrics, with which options. `config_hash` covers whatever changes a per-example value."""
+
+    metrics: tuple[str, ...] = ALL_METRICS
+    bleu_tokenize: str = "13a"
+    lowercase: bool = False
+    rouge_stemmer: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.metrics if m not in ALL_METRICS]
+        if unknown:
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], ALL_METRICS, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise EvalCoreError(f"unknown text metric '{unknown[0]}'.{hint} Known: {', '.join(ALL_METRICS)}", field="metrics")
+        if not self.metrics:
+            raise EvalCoreError("no text metric chosen; pick from " + ", ".join(ALL_METRICS), field="metrics")
+
+    def to_dict(self) -> dict:
+        return {"protocol_version": TEXT_METRICS_PROTOCOL_VERSION, **asdict(self), "metrics": list(self.metrics)}
+
+    def config_hash(self) -> str:
+        key = {k: v for k, v in self.to_dict().items() if k != "metrics"}
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PairScores:
+    """One (prediction, reference) pair: per-metric value and sufficient statistics."""
+
+    values: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, tuple[float, ...]] = field(default_factory=dict)
+
+
+# --- exact match ---------------------------------------------------------------------------------
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+
+
+def normalize_answer(text: str) -> str:
+    """The exact-match normalisation (see the module docstring)."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = "".join(" " if unicodedata.category(ch).startswith("P") or ch in string.punctuation else ch for ch in text)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+# --- the libraries' objects, one set per process ------------------------------------------------------
+
+
+class _MemoStemmer:
+    """nltk's Porter stemmer (rouge-score's) with its results memoised: same stems, far fewer calls."""
+
+    def __init__(self, stemmer) -> None:
+        self.stem = lru_cache(maxsize=200_000)(stemmer.stem)
+
+
+@lru_cache(maxsize=8)
+def _sacrebleu_metric(name: str, tokenize: str, lowercase: bool, sentence: bool = False):
+    from sacrebleu.metrics import BLEU, CHRF
+
+    if name == "bleu":
+        return BLEU(tokenize=tokenize, lowercase=lowercase, effective_order=sentence)
+    return CHRF(lowercase=lowercase)
+
+
+@lru_cache(maxsize=4)
+def _rouge_scorer(types: tuple[str, ...], stemmer: bool):
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(list(types), use_stemmer=stemmer)
+    tokenizer = getattr(scorer, "_tokenizer", None)
+    if stemmer and getattr(tokenizer, "_stemmer", None) is not None:
+        tokenizer._stemmer = _MemoStemmer(tokenizer._stemmer)  # golden tests prove the scores unchanged
+    return scorer
+
+
+def _check_texts(predictions: Sequence[str], references: Sequence[str]) -> None:
+    if len(predictions) != len(references):
+        raise EvalCoreError(
+            f"{len(predictions)} predictions but {len(references)} references: give one reference per "
+            "prediction, in the same order"
+        )
+    for what, texts in (("prediction", predictions), ("reference", references)):
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise EvalCoreError(f"{what} {i + 1} is {type(t).__name__}, not text", line=i + 1, field=what)
+
+
+def _score_chunk(args: tuple) -> list[PairScores]:
+    predictions, references, config = args
+    out = [PairScores() for _ in predictions]
+    for name in SACREBLEU_METRICS:
+        if name not in config.metrics:
+            continue
+        corpus = _sacrebleu_metric(name, config.bleu_tokenize, config.lowercase)
+        stats = corpus._extract_corpus_statistics(predictions, [references])
+        sentence = _sacrebleu_metric(name, config.bleu_tokenize, config.lowercase, sentence=True)
+        for ps, s in zip(out, stats, strict=True):
+            ps.stats[name] = tuple(float(v) for v in s)
+            ps.values[name] = float(sentence._compute_score_from_stats(s).score)
+    rouge_types = tuple(m for m in ROUGE_METRICS if m in config.metrics)
+    if rouge_types:
+        scorer = _rouge_scorer(rouge_types, config.rouge_stemmer)
+        for ps, p, r in zip(out, predictions, references, strict=True):
+            scores = scorer.score(r, p)  # rouge-score's order: (target, prediction)
+            for m in rouge_types:
+                s = scores[m]
+                ps.stats[m] = (float(s.precision), float(s.recall), float(s.fmeasure))
+                ps.values[m] = float(s.fmeasure)
+    if "exact_match" in config.metrics:
+        for ps, p, r in zip(out, predictions, references, strict=True):
+            v = 1.0 if normalize_answer(p) == normalize_answer(r) else 0.0
+            ps.stats["exact_match"] = (v,)
+            ps.values["exact_match"] = v
+    return out
+
+
+def score_pairs(
+    predictions: Sequence[str],
+    references: Sequence[str],
+    config: TextMetricConfig = TextMetricConfig(),
+    *,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[PairScores]:
+    """Per-pair values and statistics of every metric in `config`, in input order.
+
+    `workers` (default: the usable cores) processes share large inputs; results do not depend on it.
+
+    Example:
+        >>> scores = score_pairs(["the cat sat"], ["the cat sat down"])
+        >>> round(scores[0].values["rouge1"], 3)
+        0.857
+    """
+    _check_texts(predictions, references)
+    predictions, references = list(predictions), list(references)
+    n = len(predictions)
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if workers <= 1 or n < PARALLEL_MIN_PAIRS:
+        step = max(1, min(500, n))
+        out: list[PairScores] = []
+        for start in range(0, n, step):
+            out.extend(_score_chunk((predictions[start : start + step], references[start : start + step], config)))
+            if progress is not None:
+                progress(min(step, n - start))
+        return out
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # forkserver, not fork: the app and torch run threads, and forking a threaded process can hang.
+    chunks = max(workers * 4, -(-n // 2000))
+    size = -(-n // chunks)
+    jobs = [(predictions[s : s + size], references[s : s + size], config) for s in range(0, n, size)]
+    results: list[list[PairScores]] = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        for chunk in pool.map(_score_chunk, jobs):
+            results.append(chunk)
+            if progress is not None:
+                progress(len(chunk))
+    return [ps for chunk in results for ps in chunk]
+
+
+# --- corpus values from statistics (pure) ------------------------------------------------------------
+
+
+def corpus_value(metric: str, stats: Sequence[Sequence[float]], config: TextMetricConfig = TextMetricConfig()) -> float:
+    """The corpus-level value of `metric` from per-example statistics (sum for sacrebleu, mean F1 else)."""
+    if not stats:
+        raise EvalCoreError(f"{metric} of an empty set is undefined: the set has no examples")
+    if metric in SACREBLEU_METRICS:
+        m = _sacrebleu_metric(metric, config.bleu_tokenize, config.lowercase)
+        summed = [sum(col) for col in zip(*stats, strict=True)]
+        return float(m._compute_score_from_stats(summed).score)
+    column = 2 if metric in ROUGE_METRICS else 0
+    return sum(s[column] for s in stats) / len(stats)
+
+
+def corpus_values_of_resamples(metric: str, stats, resamples, config: TextMetricConfig = TextMetricConfig()):
+    """Corpus values of bootstrap resamples: `resamples` is an (n_resamples, n) index array."""
+    import numpy as np
+
+    if metric in SACREBLEU_METRICS:
+        m = _sacrebleu_metric(metric, config.bleu_tokenize, config.lowercase)
+        arr = np.asarray(stats, dtype="float32")  # float32 sums, as sacrebleu's own bootstrap
+        return np.array([m._compute_score_from_stats(arr[idx].sum(0)).score for idx in resamples])
+    column = 2 if metric in ROUGE_METRICS else 0
+    values = np.asarray([s[column] for s in stats], dtype="float64")
+    return values[resamples].mean(axis=1)
+
+
+def signature(metric: str, config: TextMetricConfig = TextMetricConfig()) -> str:
+    """How the value was computed, in the reference library's words where it has them."""
+    if metric in SACREBLEU_METRICS:
+        m = _sacrebleu_metric(metric, config.bleu_tokenize, config.lowercase)
+        m._extract_corpus_statistics(["x"], [["x"]])  # sacrebleu resolves nrefs when it sees references
+        return m.get_signature().format()
+    if metric in ROUGE_METRICS:
+        from importlib.metadata import version
+
+        split = "|lsum-split:newline" if metric == "rougeLsum" else ""
+        return (f"rouge-score:{version('rouge-score')}|type:{metric}|stemmer:{'porter' if config.rouge_stemmer else 'no'}"
+                f"|value:f1-mean{split}")
+    if metric == "exact_match":
+        return "exact_match|norm:nfkc+casefold+punct+articles+ws|v1"
+    raise EvalCoreError(f"unknown text metric '{metric}'")
