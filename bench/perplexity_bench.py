@@ -7,12 +7,14 @@ of `pydoc_data.topics` (see bench/bench_common.py), and a held-out set of `--doc
 (80-4000 characters). For each model it measures scored tokens/s, timed round-robin, of:
 
   (a) ours: `eval_core.nll_scoring.score_texts` with the default PerplexityConfig (fp32, batch 16,
-      windows sorted by length, max_length 512 = the model's context, stride 511);
-  (b) baseline: one forward per window, `model(x, labels=y).loss * n_scored`, same windows as (a):
-      [EOS] + tokens, cut into windows that each score up to 511 new tokens; the last window of a
-      long document is a full 512-token window whose already-scored positions are labelled -100;
+      windows sorted by length and packed into batches of at most 2,048 positions, max_length 512 =
+      the model's context, stride 512: the same windows as lm-evaluation-harness);
+  (b) baseline: one forward per window, summed cross-entropy of its scored tokens, same windows as
+      (a): [EOS] + tokens, cut into windows that each feed up to 512 tokens and score up to 512 new
+      ones; the last window of a long document feeds 512 tokens, the earlier ones only context;
   (c) lm-evaluation-harness `HFLM(...).loglikelihood_rolling` (batch 16, max_length 512), only
-      when `import lm_eval` works (it is not a dependency; nothing is installed).
+      when `import lm_eval` works. It is not a dependency of the project: install it in a separate
+      environment (bench/README.md) and run this script with that environment's python.
 
 It checks that corpus perplexity of (a) matches (b) (and (c)), measures the fp32 matmul peak
 (`torch.mm`, n=1024, 2 threads, before and after the runs; the higher median is the peak) and
@@ -54,7 +56,7 @@ def windows_of(model, tok, texts: list[str], config: PerplexityConfig) -> list[l
 
 
 def baseline_nll(model, windows: list[list[tuple[int, list[int], int]]]) -> list[float]:
-    """(b): one forward per window, HF's own shifted cross-entropy, loss * number of scored tokens."""
+    """(b): one forward per window over ids[:-1], summed cross-entropy of the scored tokens ids[first:]."""
     import torch
 
     out = []
@@ -62,10 +64,8 @@ def baseline_nll(model, windows: list[list[tuple[int, list[int], int]]]) -> list
         for doc in windows:
             s = 0.0
             for _, ids, first in doc:
-                x = torch.tensor([ids])
-                y = x.clone()
-                y[0, :first] = -100  # context already scored by the previous window
-                s += float(model(x, labels=y).loss) * (len(ids) - first)
+                logits = model(torch.tensor([ids[:-1]])).logits[0, first - 1 :]
+                s += float(torch.nn.functional.cross_entropy(logits.float(), torch.tensor(ids[first:]), reduction="sum"))
             out.append(s)
     return out
 
@@ -94,10 +94,10 @@ def flops(model, windows) -> tuple[float, float, float]:
     computed, ctx, scored = 0.0, 0.0, 0
     for doc in windows:
         for _, ids, first in doc:
-            n = len(ids)
+            n = len(ids) - 1  # positions fed to the model
             computed += n * dense + 4 * d * L * n * (n + 1) / 2
-            ctx += sum(range(first + 1, n + 1))  # the token at index t is predicted from t positions
-            scored += n - first
+            ctx += sum(range(first, len(ids)))  # the token at index t is predicted from t positions
+            scored += len(ids) - first
     ctx_avg = ctx / scored
     return dense + 4 * d * L * ctx_avg, ctx_avg, computed
 
@@ -144,7 +144,8 @@ def main() -> None:
         scored = sum(len(ids) - first for doc in wins for _, ids, first in doc)
         n_windows = sum(len(doc) for doc in wins)
         fpt, ctx_avg, computed_flops = flops(model, wins)
-        positions = sum(len(ids) for doc in wins for _, ids, _ in doc)
+        positions = sum(len(ids) - 1 for doc in wins for _, ids, _ in doc)
+        max_length, stride = resolve_window(model, config)
 
         out: dict[str, list[float]] = {}
 
@@ -188,7 +189,7 @@ def main() -> None:
             row["ratio_ours_vs_lm_eval"] = paired_ratio(times, "lm_eval", "ours")
         results["models"][size] = row
         print(f"\n[{size}] {row['params'] / 1e6:.2f}M params: {len(texts)} docs, {scored:,} scored tokens, "
-              f"{n_windows} windows ({row['docs_windowed']} docs windowed at max_length 512, stride 511), "
+              f"{n_windows} windows ({row['docs_windowed']} docs windowed at max_length {max_length}, stride {stride}), "
               f"{fpt / 1e6:.2f} MFLOP per scored token (mean context {ctx_avg:.0f}); {positions:,} positions "
               f"computed ({computed_flops / scored / 1e6:.2f} MFLOP per scored token counting those)")
         for k in variants:

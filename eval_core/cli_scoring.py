@@ -136,7 +136,7 @@ def add_scoring_commands(sub) -> None:  # noqa: ANN001 (argparse's private subpa
     ppl.add_argument("--field", default="text", help="column holding the text (jsonl/csv/parquet)")
     ppl.add_argument("--batch-size", type=int, default=16)
     ppl.add_argument("--max-length", type=int, default=None, help="window (default: the model's context)")
-    ppl.add_argument("--stride", type=int, default=None, help="new tokens per window (default: max-length - 1)")
+    ppl.add_argument("--stride", type=int, default=None, help="new tokens scored per window (default: max-length, disjoint windows as lm-evaluation-harness)")
     ppl.add_argument("--format", choices=("json",), default="json")
     ppl.set_defaults(func=_cmd_perplexity)
 

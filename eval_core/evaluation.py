@@ -5,7 +5,11 @@ Metrics (a registry of small frozen specs):
 - `completion_perplexity`: perplexity of the reference given the prompt, for `generation` sets
   (through the chat template when the tokenizer has one) and `probe` sets (the answer after the
   cloze prompt, no template);
-- `generation`: the checkpoint's output for each prompt of `generation` sets.
+- `generation`: the checkpoint's output for each prompt of `generation` sets;
+- `bleu`, `chrf`, `rouge1`, `rouge2`, `rougeL`, `rougeLsum`, `exact_match`: the outputs of
+  `generation` sets scored against their references (eval_core.text_metrics); choosing one also
+  computes the generations it needs. They need no model, so a checkpoint whose generations are
+  stored is not loaded again to score them.
 
 Each example's result is stored under (checkpoint fingerprint, dataset name, example id, example
 hash, metric, config hash). A model is loaded only when one of its cells has missing examples; results
@@ -27,6 +31,9 @@ from eval_core.heldout_sets import HeldoutSet, read_heldout_set
 from eval_core.nll_scoring import PerplexityConfig
 from eval_core.records import CheckpointRecord, DatasetRecord
 from eval_core.results_store import ResultsStore, checkpoints, database_url, protocols
+from eval_core.text_metrics import ALL_METRICS as TEXT_METRICS
+from eval_core.text_metrics import HIGHER_IS_BETTER
+from eval_core.text_scoring import TextScoreConfig, TextTask, run_text_tasks, text_libraries
 from eval_core.workspace import discover_workspace, load_config
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -50,6 +57,16 @@ METRICS: dict[str, MetricSpec] = {
                                         "perplexity of the reference (answer) tokens given the prompt"),
     "generation": MetricSpec("generation", ("generation",), "generations", "text", True,
                              "the checkpoint's output for each prompt (greedy unless configured)"),
+    **{name: MetricSpec(name, ("generation",), "text_scores", "score", HIGHER_IS_BETTER[name], description)
+       for name, description in [
+           ("bleu", "sacrebleu BLEU of the outputs against the references (0-100)"),
+           ("chrf", "sacrebleu chrF of the outputs against the references (0-100)"),
+           ("rouge1", "rouge-score ROUGE-1 F1, Porter stemmer (0-1)"),
+           ("rouge2", "rouge-score ROUGE-2 F1, Porter stemmer (0-1)"),
+           ("rougeL", "rouge-score ROUGE-L F1, Porter stemmer (0-1)"),
+           ("rougeLsum", "rouge-score ROUGE-Lsum F1, sentences split on newlines (0-1)"),
+           ("exact_match", "share of outputs equal to the reference after normalisation (0-1)"),
+       ]},
 }
 
 
@@ -125,11 +142,14 @@ def _select(kind: str, wanted: Sequence[str] | None, available: dict, problems: 
     return [(n, v) for n, v in available.items() if n in wanted]
 
 
-def _protocol(metric: str, config: PerplexityConfig | GenerationConfig) -> dict:
+def _protocol(metric: str, config: PerplexityConfig | GenerationConfig | TextScoreConfig) -> dict:
     import torch
     import transformers
 
-    return {"config": config.to_dict(), "libraries": {"torch": torch.__version__, "transformers": transformers.__version__}}
+    libraries = {"torch": torch.__version__, "transformers": transformers.__version__}
+    if isinstance(config, TextScoreConfig):
+        libraries.update(text_libraries())
+    return {"config": config.to_dict(), "libraries": libraries}
 
 
 def _context_of(folder: Path) -> int | None:
@@ -149,9 +169,11 @@ def _context_of(folder: Path) -> int | None:
 def _configs(spec: MetricSpec, ds: DatasetRecord, ppl: PerplexityConfig, gen: GenerationConfig, context: int | None):
     if spec.name == "generation":
         return gen
+    if spec.table == "text_scores":
+        return TextScoreConfig(spec.name, gen)
     if context is not None:  # record the window actually used, not "the model's default"
         window = min(ppl.max_length or context, context)
-        ppl = replace(ppl, max_length=window, stride=ppl.stride or window - 1)
+        ppl = replace(ppl, max_length=window, stride=ppl.stride or window)
     if spec.name == "completion_perplexity" and ds.kind == "probe":
         return replace(ppl, use_chat_template=False)  # a cloze prompt is plain text, not a chat turn
     return ppl
@@ -194,6 +216,8 @@ def evaluate_workspace(
     chosen_models: list[tuple[str, CheckpointRecord]] = _select("checkpoint", checkpoint_names, models)  # type: ignore[assignment]
     chosen_sets: list[DatasetRecord] = [d for _, d in _select("dataset", dataset_names, {d.name: d for d in ws.datasets}, ws.problems)]  # type: ignore[misc]
     specs = [get_metric(m) for m in metric_names] if metric_names else list(METRICS.values())
+    if any(s.table == "text_scores" for s in specs) and METRICS["generation"] not in specs:
+        specs.insert(0, METRICS["generation"])  # text metrics score the outputs, so make them first
     errors = [p for p in ws.problems if p.severity == "error"]
     if not chosen_models or not chosen_sets:
         raise EvalCoreError("nothing to evaluate: the workspace has no usable checkpoint or dataset"
@@ -213,7 +237,7 @@ def evaluate_workspace(
     base_dir = Path(ws.root) / ws.base_model.path if ws.base_model else None
     with models_in_turn():
         for model_name, ckpt in chosen_models:
-            todo = []
+            todo, text_todo = [], {}
             context = _context_of(Path(ws.root) / ckpt.path) or (_context_of(base_dir) if base_dir else None)
             for d in chosen_sets:
                 for spec in specs:
@@ -227,16 +251,21 @@ def evaluate_workspace(
                     missing = [k for k in zip(ids[d.name], hashes[d.name], strict=True) if k not in have]
                     cell = CellResult(model_name, d.name, spec.name, cached=len(ids[d.name]) - len(missing))
                     summary.cells.append(cell)
-                    if missing:
+                    if missing and spec.table == "text_scores":
+                        text_todo.setdefault(d.name, []).append(TextTask(cfg, missing, cell))
+                    elif missing:
                         todo.append((d, spec, cfg, h, missing, cell))
-            if not todo:
-                continue
-            with open_model(Path(ws.root) / ckpt.path, base_model=base_dir, allow_pickle=allow_pickle) as lm:
-                lm.model.to(_device(device))
-                for d, spec, cfg, h, missing, cell in todo:
-                    advance = progress_factory(f"{model_name} · {d.name} · {spec.name}", len(missing)) if progress_factory else None
-                    run_task(store, lm, data[d.name], ids[d.name], missing, spec.name, cfg, h,
-                             ckpt.fingerprint, d.name, chunk_size, cell, advance)
+            if todo:
+                with open_model(Path(ws.root) / ckpt.path, base_model=base_dir, allow_pickle=allow_pickle) as lm:
+                    lm.model.to(_device(device))
+                    for d, spec, cfg, h, missing, cell in todo:
+                        advance = progress_factory(f"{model_name} · {d.name} · {spec.name}", len(missing)) if progress_factory else None
+                        run_task(store, lm, data[d.name], ids[d.name], missing, spec.name, cfg, h,
+                                 ckpt.fingerprint, d.name, chunk_size, cell, advance)
+            for name, tasks in text_todo.items():
+                n = len({k for t in tasks for k in t.missing})
+                advance = progress_factory(f"{model_name} · {name} · text metrics", n) if progress_factory else None
+                run_text_tasks(store, data[name], ids[name], tasks, ckpt.fingerprint, name, advance=advance)
     store.close()
     return summary
 

@@ -4,10 +4,12 @@ Protocol (recorded with every number through `PerplexityConfig.to_dict()`):
 - Texts are tokenized without special tokens. With `bos_policy="prepend"` the BOS token (EOS when
   the tokenizer has none, as GPT-2 uses) is put in front, so the first real token is scored too;
   with `"none"` the first token is only context.
-- Documents longer than `max_length` are scored with a sliding window: each window scores at most
-  `stride` new tokens (stride <= max_length - 1) and sees up to `max_length - stride` earlier
-  tokens as context, so every token is scored exactly once. stride = max_length - 1 (the default)
-  gives disjoint windows with one token of context, as lm-evaluation-harness's rolling windows.
+- Documents longer than `max_length` are scored with a sliding window: each window feeds the model
+  at most `max_length` tokens and scores at most `stride` new tokens (1 <= stride <= max_length),
+  the tokens before them in the window being context, so every token is scored exactly once.
+  stride = max_length (the default) gives disjoint windows in which the first scored token has one
+  token of context: exactly lm-evaluation-harness's rolling windows (`loglikelihood_rolling`).
+  A smaller stride gives every scored token at least `max_length - stride` tokens of context.
 - Completion-only (conditional) scoring: the prompt (through the chat template when the tokenizer
   has one) is context, and only the reference's tokens are scored; prompt and reference are
   tokenized separately, the reference with a leading space when neither side supplies one.
@@ -29,12 +31,12 @@ from typing import Literal
 from eval_core.errors import EvalCoreError
 from eval_core.perplexity import NllStats, count_bytes, count_words
 
-PERPLEXITY_PROTOCOL_VERSION = 1
+PERPLEXITY_PROTOCOL_VERSION = 2  # 2: windows feed max_length tokens and score up to max_length
 
 
 @dataclass(frozen=True)
 class PerplexityConfig:
-    """How perplexity is computed. None means "the model's context length" / "max_length - 1"."""
+    """How perplexity is computed. None means "the model's context length" / "max_length"."""
 
     max_length: int | None = None
     stride: int | None = None
@@ -75,12 +77,9 @@ def resolve_window(model, config: PerplexityConfig) -> tuple[int, int]:
     max_length = config.max_length or limit
     if max_length < 2 or max_length > limit:
         raise EvalCoreError(f"max_length must be between 2 and the model's context ({limit}), got {max_length}")
-    stride = config.stride or max_length - 1
-    if not 1 <= stride <= max_length - 1:
-        raise EvalCoreError(
-            f"stride must be between 1 and max_length - 1 ({max_length - 1}) so every scored token has "
-            f"context, got {stride}"
-        )
+    stride = config.stride or max_length
+    if not 1 <= stride <= max_length:
+        raise EvalCoreError(f"stride must be between 1 and max_length ({max_length}), got {stride}")
     return max_length, stride
 
 
@@ -126,12 +125,13 @@ def completion_docs(
 
 
 def _windows(doc_index: int, doc: _Doc, max_length: int, stride: int) -> list[tuple[int, list[int], int]]:
-    """(doc, input ids, index of the first scored position) covering each token once."""
+    """(doc, ids, first) covering each token once: the model reads ids[:-1] (at most max_length
+    tokens) and the tokens ids[first:] are scored, each predicted from the ones before it."""
     out = []
     t0 = max(doc.first, 1)
     while t0 < len(doc.ids):
         t1 = min(len(doc.ids), t0 + stride)
-        start = max(0, t1 - max_length)
+        start = max(0, t1 - 1 - max_length)
         out.append((doc_index, doc.ids[start:t1], t0 - start))
         t0 = t1
     return out
@@ -144,7 +144,7 @@ def _batches(windows: list, batch_size: int, token_budget: int) -> list[list]:
     batches: list[list] = []
     current: list = []
     for window in windows:
-        width = max([len(window[1])] + [len(w[1]) for w in current[:1]])
+        width = max([len(window[1])] + [len(w[1]) for w in current[:1]]) - 1
         if current and (len(current) >= batch_size or (len(current) + 1) * width > token_budget):
             batches.append(current)
             current = []
@@ -199,15 +199,18 @@ def score_docs(model, docs: Sequence[_Doc], config: PerplexityConfig, progress: 
     split = _split_head(model) if windows else None
     with torch.inference_mode():
         for batch in _batches(windows, config.batch_size, config.token_budget):
-            width = max(len(w[1]) for w in batch)
+            width = max(len(w[1]) for w in batch) - 1
             ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            targets = torch.full((len(batch), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
             score = torch.zeros((len(batch), width), dtype=torch.bool)
             for r, (_, tokens, first) in enumerate(batch):
-                off = width - len(tokens) if config.padding_side == "left" else 0
-                ids[r, off : off + len(tokens)] = torch.tensor(tokens)
-                mask[r, off : off + len(tokens)] = 1
-                score[r, off + first : off + len(tokens)] = True
+                n_in = len(tokens) - 1
+                off = width - n_in if config.padding_side == "left" else 0
+                ids[r, off : off + n_in] = torch.tensor(tokens[:-1])
+                targets[r, off : off + n_in] = torch.tensor(tokens[1:])
+                mask[r, off : off + n_in] = 1
+                score[r, off + first - 1 : off + n_in] = True
             positions = (mask.cumsum(1) - 1).clamp(min=0)
             # A batch without padding needs no mask: attention then takes its causal fast path.
             inputs = {
@@ -215,16 +218,16 @@ def score_docs(model, docs: Sequence[_Doc], config: PerplexityConfig, progress: 
                 "attention_mask": None if bool(mask.all()) else mask.to(device),
                 "position_ids": positions.to(device),
             }
-            # Logits at position j predict token j + 1: only the rows that score a token are needed.
-            rows, cols = score[:, 1:].nonzero(as_tuple=True)
+            # Only the positions that predict a scored token need the LM head.
+            rows, cols = score.nonzero(as_tuple=True)
             if split is not None:
                 body, head = split
                 hidden = body(**inputs).last_hidden_state
                 picked = head(hidden[rows.to(device), cols.to(device)]).float()
             else:
                 picked = model(**inputs).logits[rows.to(device), cols.to(device)].float()
-            targets = ids[:, 1:][rows, cols].to(device)
-            token_nll = -torch.log_softmax(picked, dim=-1).gather(1, targets[:, None])[:, 0]
+            wanted = targets[rows, cols].to(device)
+            token_nll = -torch.log_softmax(picked, dim=-1).gather(1, wanted[:, None])[:, 0]
             token_nll = token_nll.double().cpu()
             per_row = torch.zeros(len(batch), dtype=torch.float64).index_add_(0, rows, token_nll)
             for r, (doc_i, tokens, first) in enumerate(batch):

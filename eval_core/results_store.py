@@ -79,6 +79,19 @@ generations = sa.Table(
     sa.Column("finish_reason", sa.String(16), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+text_scores = sa.Table(
+    "text_scores", metadata,
+    sa.Column("checkpoint_fp", sa.String(80), primary_key=True),
+    sa.Column("dataset", sa.String(255), primary_key=True),
+    sa.Column("example_id", sa.String(255), primary_key=True),
+    sa.Column("example_hash", sa.String(64), primary_key=True),
+    sa.Column("metric", sa.String(64), primary_key=True),
+    # Covers the generation settings that produced the output and the metric's own options.
+    sa.Column("config_hash", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Float(precision=53), nullable=False),
+    sa.Column("stats", sa.Text, nullable=False),  # JSON list: the metric's sufficient statistics
+    sa.Column("created_at", sa.Float, nullable=False),
+)
 
 
 def database_url(root: Path, configured: str | None = None) -> str:
@@ -168,9 +181,9 @@ class ResultsStore:
 
     def existing_keys(self, table_name: str, checkpoint_fp: str, dataset: str, metric: str, config_hash: str) -> set[tuple[str, str]]:
         """(example id, example hash) pairs already stored for one cell."""
-        table = nll_scores if table_name == "nll_scores" else generations
+        table = {"nll_scores": nll_scores, "generations": generations, "text_scores": text_scores}[table_name]
         cond = [table.c.checkpoint_fp == checkpoint_fp, table.c.dataset == dataset, table.c.config_hash == config_hash]
-        if table is nll_scores:
+        if table is not generations:
             cond.append(table.c.metric == metric)
         with self.engine.connect() as conn:
             return {(r[0], r[1]) for r in conn.execute(sa.select(table.c.example_id, table.c.example_hash).where(*cond))}
@@ -194,6 +207,21 @@ class ResultsStore:
         if rows:
             with self.engine.begin() as conn:
                 conn.execute(self._insert_ignore(generations), [{**r, "created_at": now} for r in rows])
+
+    def add_text_scores(self, rows: Sequence[dict]) -> None:
+        """Write one batch of per-example text-metric values and statistics atomically."""
+        now = time.time()
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(self._insert_ignore(text_scores), [{**r, "created_at": now} for r in rows])
+
+    def generations_of(self, checkpoint_fp: str, dataset: str, config_hash: str) -> dict[tuple[str, str], str]:
+        """{(example id, example hash): output text} of one generation cell."""
+        t = generations
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.c.example_id, t.c.example_hash, t.c.text).where(
+                t.c.checkpoint_fp == checkpoint_fp, t.c.dataset == dataset, t.c.config_hash == config_hash))
+            return {(r[0], r[1]): r[2] for r in rows}
 
     def read(self, table: sa.Table) -> list[dict]:
         with self.engine.connect() as conn:

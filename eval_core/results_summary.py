@@ -15,7 +15,8 @@ from collections.abc import Iterator
 
 from eval_core.errors import EvalCoreError
 from eval_core.perplexity import NllStats, summarize, total
-from eval_core.results_store import ResultsStore, checkpoints, datasets, generations, nll_scores, redact
+from eval_core.results_store import ResultsStore, checkpoints, datasets, generations, nll_scores, redact, text_scores
+from eval_core.significance import DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_interval
 from eval_core.version import __version__
 
 RESULTS_SCHEMA = "ftlens.results"
@@ -29,6 +30,7 @@ def collect_results(store: ResultsStore, include_examples: bool = True) -> dict:
     protos = store.protocols()
     cells = _latest_per_example(store.read(nll_scores), sets, lambda r: r["metric"])
     gens = _latest_per_example(store.read(generations), sets, lambda r: "generation")
+    texts = _latest_per_example(store.read(text_scores), sets, lambda r: r["metric"])
 
     def head(key: tuple) -> dict:
         c, d = ckpts.get(key[0], {}), sets.get(key[1], {})
@@ -60,6 +62,16 @@ def collect_results(store: ResultsStore, include_examples: bool = True) -> dict:
                 {"id": r["example_id"], "text": r["text"], "new_tokens": r["new_tokens"], "finish_reason": r["finish_reason"]}
                 for r in sorted(rows, key=lambda r: r["example_id"])
             ]
+        out.append(entry)
+    for key, rows in sorted(texts.items(), key=lambda kv: _order(kv[0], ckpts, sets)):
+        rows = sorted(rows, key=lambda r: r["example_id"])
+        iv = bootstrap_interval(key[2], [json.loads(r["stats"]) for r in rows], n_resamples=DEFAULT_RESAMPLES, seed=DEFAULT_SEED)
+        proto = protos.get(key[3]) or {}
+        entry = {**head(key), "examples": len(rows), "value": iv.value, "ci_low": iv.low, "ci_high": iv.high,
+                 "ci_method": iv.method, "seed": iv.seed, "n_resamples": iv.n_resamples,
+                 "signature": (proto.get("config") or {}).get("signature")}
+        if include_examples:
+            entry["per_example"] = [{"id": r["example_id"], "value": r["value"]} for r in rows]
         out.append(entry)
     return {"schema": RESULTS_SCHEMA, "schema_version": RESULTS_SCHEMA_VERSION, "app_version": __version__,
             "database": redact(store.url), "results": out}
@@ -94,8 +106,8 @@ def _order(key: tuple, ckpts: dict, sets: dict) -> tuple:
 
 
 CSV_FIELDS = ["run", "checkpoint", "step", "dataset", "metric", "examples", "perplexity", "bits_per_byte",
-              "word_perplexity", "byte_perplexity", "nll_sum", "tokens", "bytes", "words", "config_hash",
-              "checkpoint_fingerprint", "dataset_fingerprint"]
+              "word_perplexity", "byte_perplexity", "nll_sum", "tokens", "bytes", "words", "value", "ci_low",
+              "ci_high", "signature", "seed", "config_hash", "checkpoint_fingerprint", "dataset_fingerprint"]
 
 
 def iter_results_csv(record: dict) -> Iterator[str]:

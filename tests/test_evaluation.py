@@ -49,7 +49,7 @@ def test_second_run_computes_nothing_and_results_have_protocols(ws):
         assert cell["examples"] == 56 and cell["perplexity"] > 1 and cell["bits_per_byte"] > 0
         assert cell["protocol"]["config"]["bos_policy"] == "prepend" and "transformers" in cell["protocol"]["libraries"]
         # The window actually used is recorded, not "the model's default".
-        assert (cell["protocol"]["config"]["max_length"], cell["protocol"]["config"]["stride"]) == (256, 255)
+        assert (cell["protocol"]["config"]["max_length"], cell["protocol"]["config"]["stride"]) == (256, 256)
         assert got[(model, "support_test", "completion_perplexity")]["protocol"]["config"]["use_chat_template"] is True
         assert got[(model, "general_knowledge", "completion_perplexity")]["protocol"]["config"]["use_chat_template"] is False
         assert got[(model, "support_test", "generation")]["examples"] == 64
@@ -138,3 +138,36 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(ws):
     (ws / ".ftlens" / "results.sqlite").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(EvalCoreError, match="cannot be used"):
         evaluate_workspace(ws, checkpoint_names=["base"], dataset_names=["general_text"])
+
+
+def test_text_metrics_score_the_stored_outputs_and_are_cached(ws):
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    from eval_core.heldout_sets import read_heldout_set
+
+    first = evaluate_workspace(ws, checkpoint_names=["checkpoint-36"], metric_names=["bleu", "rougeL"],
+                               generation_config=FAST_GEN)
+    by_metric = {c.metric: c for c in first.cells}
+    # Choosing a text metric computes the outputs it scores.
+    assert by_metric["generation"].computed == 64 and by_metric["bleu"].computed == 64
+    again = evaluate_workspace(ws, checkpoint_names=["checkpoint-36"], metric_names=["bleu", "rougeL"],
+                               generation_config=FAST_GEN)
+    assert again.computed == 0
+    got = results(ws)
+    outputs = {e["id"]: e["text"] for e in got[("checkpoint-36", "support_test", "generation")]["per_example"]}
+    ds = read_heldout_set(ws / "heldout" / "support_test.jsonl", kind="generation")
+    ids = [str(v) for v in ds.values("id")]
+    refs = [str(v) for v in ds.values("reference")]
+    preds = [outputs[i] for i in ids]
+    bleu = got[("checkpoint-36", "support_test", "bleu")]
+    assert bleu["value"] == pytest.approx(sacrebleu.corpus_bleu(preds, [refs]).score, abs=1e-9)
+    assert bleu["ci_low"] <= bleu["value"] <= bleu["ci_high"] and bleu["seed"] == 12345
+    assert bleu["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    mean_f = sum(scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(preds, refs)) / len(refs)
+    assert got[("checkpoint-36", "support_test", "rougeL")]["value"] == pytest.approx(mean_f, abs=1e-12)
+    # New generation settings: new outputs, so the text metrics are computed again.
+    other = evaluate_workspace(ws, checkpoint_names=["checkpoint-36"], metric_names=["bleu"],
+                               generation_config=GenerationConfig(max_new_tokens=3))
+    assert {c.metric: c.computed for c in other.cells} == {"generation": 64, "bleu": 64}

@@ -41,18 +41,18 @@ def reference_nll(model, tokenizer, text: str, window: int | None = None) -> tup
     """Independent loop: one text at a time, [EOS] + ids, summing -log p of each next token.
 
     Texts longer than `window` (default: the model's context) are cut into consecutive runs of
-    window - 1 target tokens, each predicted from the `window` tokens ending at its last target,
-    as lm-evaluation-harness's rolling windows do (the last window gets full context).
+    `window` target tokens, each predicted from the `window` tokens before its last target, as
+    lm-evaluation-harness's rolling windows do (the first target of a run has one token of context).
     """
     ids = [tokenizer.eos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"]
     window = window or model.config.n_positions
     nll, n = 0.0, 0
-    for t0 in range(1, len(ids), window - 1):
-        t1 = min(len(ids), t0 + window - 1)
-        start = max(0, t1 - window)
+    for t0 in range(1, len(ids), window):
+        t1 = min(len(ids), t0 + window)
+        start = max(0, t1 - 1 - window)
         chunk = ids[start:t1]
         with torch.no_grad():
-            logp = torch.log_softmax(model(torch.tensor([chunk])).logits[0].double(), -1)
+            logp = torch.log_softmax(model(torch.tensor([chunk[:-1]])).logits[0].double(), -1)
         for target in range(t0, t1):
             j = target - start
             nll -= logp[j - 1, chunk[j]].item()
@@ -98,21 +98,21 @@ def test_invariant_to_batch_size_and_padding_side(lm, batch_size, side):
     assert perplexity_per_token(got) == pytest.approx(perplexity_per_token(base), rel=1e-5)
 
 
-@pytest.mark.parametrize(("max_length", "stride"), [(16, 15), (16, 8), (16, 1), (9, 4), (64, None)])
+@pytest.mark.parametrize(("max_length", "stride"), [(16, 16), (16, 15), (16, 8), (16, 1), (9, 4), (64, None)])
 def test_sliding_window_scores_every_token_exactly_once(lm, max_length, stride):
     long_text = " ".join(TEXTS)
     config = PerplexityConfig(max_length=max_length, stride=stride, batch_size=3)
     (s,) = score_texts(lm.model, lm.tokenizer, [long_text], config)
     n_ids = len(text_docs(lm.tokenizer, [long_text], config)[0].ids)
     assert s.token_count == n_ids - 1
-    if stride in (max_length - 1, None):
+    if stride in (max_length, None):
         nll, n = reference_nll(lm.model, lm.tokenizer, long_text, window=max_length)
         assert (s.token_count, s.nll_sum) == (n, pytest.approx(nll, rel=1e-6))
 
 
 def test_more_context_changes_the_value_but_not_the_count(lm):
     long_text = " ".join(TEXTS)
-    a = score_texts(lm.model, lm.tokenizer, [long_text], PerplexityConfig(max_length=16, stride=15))[0]
+    a = score_texts(lm.model, lm.tokenizer, [long_text], PerplexityConfig(max_length=16, stride=16))[0]
     b = score_texts(lm.model, lm.tokenizer, [long_text], PerplexityConfig(max_length=16, stride=4))[0]
     assert a.token_count == b.token_count and a.nll_sum != b.nll_sum
 
@@ -146,7 +146,7 @@ def test_empty_texts_are_zero_tokens_and_an_all_empty_set_is_an_error(lm):
 
 
 def test_bad_window_settings(lm):
-    for cfg in (PerplexityConfig(max_length=1), PerplexityConfig(max_length=16, stride=16), PerplexityConfig(max_length=10_000)):
+    for cfg in (PerplexityConfig(max_length=1), PerplexityConfig(max_length=16, stride=17), PerplexityConfig(max_length=10_000)):
         with pytest.raises(EvalCoreError):
             score_texts(lm.model, lm.tokenizer, ["x y"], cfg)
 
