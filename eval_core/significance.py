@@ -11,6 +11,10 @@ Pure functions over per-example statistics (eval_core.text_metrics), seeded and 
   and chrF it equals `sacrebleu.significance.PairedTest(test_type="bs")`. For the per-example metrics
   (ROUGE, exact match) the same procedure runs over mean values, and a two-sided exact sign test
   over per-example wins and losses (ties dropped) is reported beside it.
+  One deliberate departure: when every resampled difference is exactly 0 and so is the observed one
+  (two identical systems), the p-value is 1.0. sacrebleu's formula, which counts only differences
+  strictly above the observed one, gives 1/(n_resamples + 1) there, i.e. "significant" for a system
+  compared with itself.
 """
 
 from __future__ import annotations
@@ -97,7 +101,12 @@ def bootstrap_interval(
 
 
 def sign_test(wins: int, losses: int) -> float:
-    """Two-sided exact binomial p-value of `wins` vs `losses` under p = 1/2 (ties left out)."""
+    """Two-sided exact binomial p-value of `wins` vs `losses` under p = 1/2 (ties left out).
+
+    Example:
+        >>> sign_test(0, 5), sign_test(5, 5), sign_test(0, 0)
+        (0.0625, 1.0, 1.0)
+    """
     n = wins + losses
     if n == 0:
         return 1.0
@@ -117,7 +126,14 @@ def paired_test(
     seed: int = DEFAULT_SEED,
     config: TextMetricConfig = TextMetricConfig(),
 ) -> PairedResult:
-    """Is B's value different from A's on the same examples? (see the module docstring)."""
+    """Is B's value different from A's on the same examples? (see the module docstring).
+
+    Example:
+        >>> a, b = [(1.0,), (0.0,), (0.0,), (1.0,)], [(1.0,), (1.0,), (0.0,), (1.0,)]
+        >>> r = paired_test("exact_match", a, b, [s[0] for s in a], [s[0] for s in b], seed=1)
+        >>> (r.delta, r.b_better, r.a_better, r.sign_test_p)
+        (0.25, 1, 0, 1.0)
+    """
     import numpy as np
 
     n = len(stats_a)
@@ -131,7 +147,10 @@ def paired_test(
     scores_b = corpus_values_of_resamples(metric, stats_b, idx, config)
     sample_diffs = np.abs(scores_b - scores_a)
     centred = sample_diffs - sample_diffs.mean()
-    p = (int(np.sum(centred > abs(value_b - value_a))) + 1) / (n_resamples + 1)
+    if value_b == value_a and not np.any(sample_diffs):
+        p = 1.0  # no resample tells the systems apart: no evidence of a difference (module docstring)
+    else:
+        p = (int(np.sum(centred > abs(value_b - value_a))) + 1) / (n_resamples + 1)
     b_better = sum(1 for a, b in zip(values_a, values_b, strict=True) if b > a)
     a_better = sum(1 for a, b in zip(values_a, values_b, strict=True) if a > b)
     per_example = metric not in ("bleu", "chrf")
