@@ -44,6 +44,10 @@ HIGHER_IS_BETTER = dict.fromkeys(ALL_METRICS, True)
 SCALE = {"bleu": 100.0, "chrf": 100.0, **dict.fromkeys(ROUGE_METRICS, 1.0), "exact_match": 1.0}
 """The top of each metric's range, in the units of its reference library."""
 
+BLEU_TOKENIZERS: tuple[str, ...] = ("13a", "intl", "zh", "char", "none")
+"""sacrebleu's tokenizers that work offline with no extra package (spm/flores download a model;
+ja-mecab and ko-mecab need extra packages)."""
+
 PARALLEL_MIN_PAIRS = 400
 """Below this many pairs, worker start-up costs more than it saves."""
 
@@ -67,6 +71,9 @@ class TextMetricConfig:
             raise EvalCoreError(f"unknown text metric '{unknown[0]}'.{hint} Known: {', '.join(ALL_METRICS)}", field="metrics")
         if not self.metrics:
             raise EvalCoreError("no text metric chosen; pick from " + ", ".join(ALL_METRICS), field="metrics")
+        if self.bleu_tokenize not in BLEU_TOKENIZERS:
+            raise EvalCoreError(f"BLEU tokenizer '{self.bleu_tokenize}' is not available here (offline, no extra "
+                                f"packages); use one of {', '.join(BLEU_TOKENIZERS)}", field="bleu_tokenize")
 
     def to_dict(self) -> dict:
         return {"protocol_version": TEXT_METRICS_PROTOCOL_VERSION, **asdict(self), "metrics": list(self.metrics)}

@@ -333,3 +333,9 @@ def test_config_hash_tracks_what_changes_values_and_not_the_metric_list():
     assert base.config_hash() != TextMetricConfig(lowercase=True).config_hash()
     assert base.config_hash() != TextMetricConfig(bleu_tokenize="intl").config_hash()
     assert base.to_dict()["protocol_version"] >= 1
+
+
+@pytest.mark.parametrize("tokenize", ["spm", "flores200", "ja-mecab", "13A"])
+def test_tokenizers_that_need_a_download_or_extra_packages_are_refused(tokenize):
+    with pytest.raises(EvalCoreError, match="use one of 13a, intl, zh, char, none"):
+        TextMetricConfig(bleu_tokenize=tokenize)
