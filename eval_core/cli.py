@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eval_core.cli_scoring import add_scoring_commands
+from eval_core.cli_text import add_text_commands
 from eval_core.errors import EvalCoreError
 from eval_core.records import WorkspaceSummary
 from eval_core.version import __version__
@@ -180,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     curves.set_defaults(func=_cmd_curves)
 
     add_scoring_commands(sub)
+    add_text_commands(sub)
     return parser
 
 
