@@ -171,3 +171,18 @@ def test_text_metrics_score_the_stored_outputs_and_are_cached(ws):
     other = evaluate_workspace(ws, checkpoint_names=["checkpoint-36"], metric_names=["bleu"],
                                generation_config=GenerationConfig(max_new_tokens=3))
     assert {c.metric: c.computed for c in other.cells} == {"generation": 64, "bleu": 64}
+
+
+def test_device_choice_without_a_gpu(monkeypatch):
+    import torch
+
+    from eval_core.evaluation import _device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _device("auto") == "cpu" and _device("cpu") == "cpu"
+    with pytest.raises(EvalCoreError, match="no CUDA device"):
+        _device("cuda")
+    with pytest.raises(EvalCoreError, match="unknown device"):
+        _device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _device("auto") == "cuda"
