@@ -80,3 +80,23 @@ def quick_demo(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("quick_demo") / "ws"
     build_demo_workspace(root, DemoSettings.quick())
     return root
+
+
+EVALUATED_CHECKPOINTS = ["base", "checkpoint-6", "checkpoint-36"]
+
+
+@pytest.fixture(scope="session")
+def evaluated_demo(quick_demo, tmp_path_factory) -> Path:
+    """A copy of the quick demo with text metrics and completion perplexity of support_test stored
+    for base, checkpoint-6 and checkpoint-36 (6 new tokens: fast). Read-only: copy it to change it."""
+    import shutil
+
+    from eval_core.evaluation import evaluate_workspace
+    from eval_core.generation import GenerationConfig
+
+    ws = tmp_path_factory.mktemp("evaluated_demo") / "ws"
+    shutil.copytree(quick_demo, ws, ignore=shutil.ignore_patterns("optimizer.pt", "events.out.*", "results.sqlite*"))
+    evaluate_workspace(ws, checkpoint_names=EVALUATED_CHECKPOINTS, dataset_names=["support_test"],
+                       metric_names=["bleu", "chrf", "rougeL", "exact_match", "completion_perplexity"],
+                       generation_config=GenerationConfig(max_new_tokens=6))
+    return ws

@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
-import shutil
+import json
+import math
 
 import pytest
 import sacrebleu
 
 from eval_core.errors import EvalCoreError
-from eval_core.evaluation import evaluate_workspace
-from eval_core.generation import GenerationConfig
-from eval_core.metric_tables import PERPLEXITY, compare, load_dataset_results, metric_by_step, metric_table, worst_examples
-
-GEN = GenerationConfig(max_new_tokens=6)
+from eval_core.metric_figures import metric_step_figure, score_overlays
+from eval_core.metric_tables import (
+    PERPLEXITY,
+    MetricRow,
+    best_by_metric,
+    categories_worst_first,
+    compare,
+    describe_generation,
+    direction_arrow,
+    example_scores,
+    format_interval,
+    format_value,
+    load_dataset_results,
+    metric_by_step,
+    metric_table,
+    ranked_checkpoints,
+    results_version,
+    weakest_categories,
+    worst_examples,
+)
+from eval_core.significance import Interval
 
 
 @pytest.fixture(scope="module")
-def evaluated(quick_demo, tmp_path_factory):
-    ws = tmp_path_factory.mktemp("mt") / "ws"
-    shutil.copytree(quick_demo, ws, ignore=shutil.ignore_patterns("optimizer.pt", "events.out.*", "results.sqlite*"))
-    evaluate_workspace(ws, checkpoint_names=["base", "checkpoint-6", "checkpoint-36"], dataset_names=["support_test"],
-                       metric_names=["bleu", "chrf", "rougeL", "exact_match", "completion_perplexity"], generation_config=GEN)
-    (results,) = load_dataset_results(ws)
+def evaluated(evaluated_demo):
+    (results,) = load_dataset_results(evaluated_demo)
     return results
 
 
@@ -84,3 +97,96 @@ def test_worst_examples_and_steps(evaluated):
     assert [v for *_, v in worst_ppl] == sorted((v for *_, v in worst_ppl), reverse=True)
     steps = metric_by_step(evaluated, "chrf")
     assert [r.step for r in steps] == [6, 36]
+
+
+def test_rows_carry_the_run_and_rank_best_first(evaluated):
+    rows = metric_table(evaluated, ["chrf", PERPLEXITY])
+    assert {r.checkpoint: r.run for r in rows} == {"base": None, "checkpoint-6": "support-ft", "checkpoint-36": "support-ft"}
+    chrf = {r.checkpoint: r.interval.value for r in rows if r.metric == "chrf"}
+    assert ranked_checkpoints(rows, "chrf") == sorted(chrf, key=lambda c: -chrf[c])
+    ppl = {r.checkpoint: r.interval.value for r in rows if r.metric == PERPLEXITY}
+    assert ranked_checkpoints(rows, PERPLEXITY) == sorted(ppl, key=ppl.get)  # lower is better
+    assert best_by_metric(rows) == {"chrf": max(chrf, key=chrf.get), PERPLEXITY: min(ppl, key=ppl.get)}
+    # A checkpoint without the metric is ranked last rather than dropped.
+    assert ranked_checkpoints(rows, "bleu") == ["base", "checkpoint-6", "checkpoint-36"]
+
+
+def _row(checkpoint, metric, category, value, higher=True):
+    return MetricRow(checkpoint, 1, metric, category, Interval(metric, value, value, value, 4, 10, 0), higher, "", "r")
+
+
+def test_weakest_category_follows_the_metric_direction():
+    rows = [_row("c", "chrf", None, 50), _row("c", "chrf", "billing", 20), _row("c", "chrf", "shipping", 70),
+            _row("c", "chrf", "account", 20), _row("d", "chrf", "billing", math.nan), _row("d", "chrf", "shipping", 5)]
+    assert [r.category for r in categories_worst_first(rows, "chrf", "c")] == ["account", "billing", "shipping"]
+    assert weakest_categories(rows, "chrf") == {"c": "account", "d": "shipping"}  # NaN is never "weakest"
+    ppl = [_row("c", PERPLEXITY, "billing", 9.0, False), _row("c", PERPLEXITY, "shipping", 30.0, False)]
+    assert weakest_categories(ppl, PERPLEXITY) == {"c": "shipping"}  # highest perplexity is weakest
+
+
+def test_weakest_categories_on_the_demo(evaluated):
+    rows = metric_table(evaluated, ["chrf"], by_category=True)
+    for label, category in weakest_categories(rows, "chrf").items():
+        values = [r.interval.value for r in rows if r.checkpoint == label and r.category is not None]
+        assert next(r for r in rows if r.checkpoint == label and r.category == category).interval.value == min(values)
+
+
+@pytest.mark.parametrize(("metric", "value", "text"), [
+    ("bleu", 23.4567, "23.46"),  # 0-100 scale: 2 decimals
+    ("rougeL", 0.41234, "0.412"),  # 0-1 scale: 3 decimals
+    ("exact_match", 1.0, "1.000"),
+    (PERPLEXITY, 12.833, "12.83"),
+    ("chrf", math.nan, "n/a"),
+])
+def test_format_value(metric, value, text):
+    assert format_value(metric, value) == text
+
+
+def test_format_interval_and_arrows():
+    assert format_interval(Interval("rouge1", 0.5, 0.25, 0.75, 3, 10, 1)) == "0.500 [0.250, 0.750]"
+    assert [direction_arrow(m) for m in ("bleu", "exact_match", PERPLEXITY)] == ["↑", "↑", "↓"]
+
+
+def test_describe_generation():
+    assert describe_generation({"max_new_tokens": 6, "do_sample": False, "stop": ["\n"], "use_chat_template": False}) == (
+        "greedy decoding, at most 6 new tokens, stop at '\\n', no chat template")
+    assert describe_generation({"do_sample": True, "temperature": 0.7, "top_p": 0.9, "seed": 3}).startswith(
+        "sampling (temperature 0.7, top_p 0.9, seed 3)")
+
+
+def test_example_scores_are_the_stored_per_example_values(evaluated):
+    eid = sorted(evaluated.examples)[0]
+    scores = example_scores(evaluated, "checkpoint-36", eid)
+    assert list(scores) == evaluated.metrics
+    assert scores["chrf"] == evaluated.checkpoint("checkpoint-36").scores["chrf"][eid][0]
+
+
+def test_results_version_changes_when_results_are_written(evaluated_demo, tmp_path):
+    assert results_version(tmp_path) is None  # no database yet, and none is created by asking
+    assert not (tmp_path / ".ftlens").exists()
+    before = results_version(evaluated_demo)
+    load_dataset_results(evaluated_demo)  # reading does not change it
+    assert results_version(evaluated_demo) == before
+    assert results_version(tmp_path, url="postgresql+psycopg://u@h/db")[0] == "postgresql+psycopg://u@h/db"
+
+
+def test_metric_step_figure_has_intervals_and_a_base_line(evaluated):
+    rows = metric_table(evaluated, ["chrf"])
+    base = next(r for r in rows if r.run is None)
+    fig = json.loads(metric_step_figure(metric_by_step(evaluated, "chrf"), base=base).to_json())
+    (trace,) = fig["data"]
+    steps = {r.step: r for r in rows if r.step is not None}
+    assert trace["name"] == "support-ft" and list(trace["x"]) == [6, 36]
+    error = trace["error_y"]
+    assert error["array"][1] == pytest.approx(steps[36].interval.high - steps[36].interval.value)
+    assert error["arrayminus"][0] == pytest.approx(steps[6].interval.value - steps[6].interval.low)
+    line = next(s for s in fig["layout"]["shapes"] if s["type"] == "line")
+    assert line["y0"] == pytest.approx(base.interval.value)
+    assert fig["layout"]["title"]["text"].startswith("chrf ↑")
+
+
+def test_score_overlays_per_run(evaluated):
+    rows = metric_table(evaluated, ["chrf"])
+    (overlay,) = score_overlays(rows, ["support-ft", "other-run"], "support_test chrf")
+    assert overlay.steps == (6, 36) and overlay.unit == "chrf" and overlay.run == "support-ft"
+    assert overlay.values == tuple(r.interval.value for r in metric_by_step(evaluated, "chrf"))
