@@ -46,6 +46,7 @@ _stop_pages_folder_emulation()
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon="🏠", url_path="home", default=True),
     st.Page("pages/training_curves.py", title="Training curves", icon="📈", url_path="curves"),
+    st.Page("pages/metrics.py", title="Metrics", icon="📊", url_path="scores"),
 ]
 
 

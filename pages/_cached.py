@@ -6,7 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from eval_core import WorkspaceSummary, discover_workspace
+from eval_core import EvalCoreError, WorkspaceSummary, discover_workspace
+from eval_core.metric_tables import Comparison, DatasetResults, MetricRow, compare, load_dataset_results, metric_table
 from eval_core.training_logs import CurveTable, read_run_logs
 
 
@@ -19,6 +20,13 @@ def workspace_summary(root: str) -> WorkspaceSummary:
 def clear() -> None:
     workspace_summary.clear()
     run_curves.clear()
+    clear_results()
+
+
+def clear_results() -> None:
+    dataset_results.clear()
+    metric_rows.clear()
+    comparison.clear()
 
 
 def log_signature(run_dir: str) -> tuple:
@@ -39,3 +47,34 @@ def log_signature(run_dir: str) -> tuple:
 def run_curves(run_dir: str, run: str, root: str, signature: tuple) -> CurveTable:
     """Parsed logs of one run; `signature` (from log_signature) makes new log writes a cache miss."""
     return read_run_logs(run_dir, run=run, root=Path(root))
+
+
+# Stored results. `version` is eval_core.metric_tables.results_version(root): it changes when the
+# results database is written, so new results show without a manual refresh.
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading stored results…")
+def dataset_results(root: str, version: tuple | None) -> list[DatasetResults]:
+    """Every generation set with stored text metrics (empty when there is no database yet)."""
+    return [] if version is None else load_dataset_results(root)
+
+
+def results_of(root: str, version: tuple | None, name: str, generation_hash: str) -> DatasetResults:
+    for r in dataset_results(root, version):
+        if (r.name, r.generation_hash) == (name, generation_hash):
+            return r
+    raise EvalCoreError(f"no stored results for {name} under generation setting {generation_hash[:12]}; press Refresh")
+
+
+@st.cache_data(max_entries=128, show_spinner="Bootstrapping intervals…")
+def metric_rows(root: str, version: tuple | None, name: str, generation_hash: str, metrics: tuple[str, ...],
+                by_category: bool, seed: int, n_resamples: int) -> list[MetricRow]:
+    return metric_table(results_of(root, version, name, generation_hash), list(metrics), by_category=by_category,
+                        seed=seed, n_resamples=n_resamples)
+
+
+@st.cache_data(max_entries=32, show_spinner="Running the paired test…")
+def comparison(root: str, version: tuple | None, name: str, generation_hash: str, a: str, b: str, metric: str,
+               wrong_below: float, seed: int, n_resamples: int) -> Comparison:
+    return compare(results_of(root, version, name, generation_hash), a, b, metric, wrong_below=wrong_below,
+                   seed=seed, n_resamples=n_resamples)
