@@ -6,6 +6,8 @@
   line; checkpoint save points are grey triangles.
 - A summary table gives per eval metric the best step, overfitting onset, early-stopping step and
   generalisation gap, with the patience used.
+- "Checkpoint scores" draws stored metrics (BLEU, ROUGE, completion perplexity… from the Metrics
+  page's results) at each checkpoint's step on a second y axis, beside the loss curves.
 - "Live refresh" re-reads the logs every few seconds (for a run still writing them) without
   reloading the page.
 - A workspace problem or unreadable log shows one error naming the file; the rest still shows.
@@ -20,7 +22,10 @@ import streamlit as st
 
 from eval_core import EvalCoreError
 from eval_core.curve_analysis import DEFAULT_PATIENCE, is_eval_metric, summarize_metric
-from eval_core.curve_figures import training_curves_figure
+from eval_core.curve_figures import ScoreOverlay, training_curves_figure
+from eval_core.metric_figures import score_overlays
+from eval_core.metric_tables import results_version
+from eval_core.significance import DEFAULT_RESAMPLES, DEFAULT_SEED
 from eval_core.training_logs import CurveTable, merge_tables
 from pages import _cached
 from pages._render import plain, problem_text
@@ -39,6 +44,31 @@ def load_tables(root: Path, runs) -> CurveTable:
         except EvalCoreError as exc:
             st.error(problem_text(exc.message, exc.path, exc.line, exc.field))
     return merge_tables(tables)
+
+
+def stored_scores(root: str) -> tuple[tuple | None, dict[str, tuple[str, str, str]]]:
+    """(results version, {"set · metric": (set, generation hash, metric)}) of the newest generation
+    setting of each held-out set with stored results."""
+    try:
+        version = results_version(root)
+        results = _cached.dataset_results(root, version)
+    except EvalCoreError as exc:
+        st.warning(problem_text(exc.message, exc.path, exc.line, exc.field))
+        return None, {}
+    options: dict[str, tuple[str, str, str]] = {}
+    for r in results:  # newest setting of each set first
+        for m in r.metrics:
+            options.setdefault(f"{r.name} · {m}", (r.name, r.generation_hash, m))
+    return version, options
+
+
+def overlays_for(root: str, version, options: dict, chosen_scores: list[str], runs: list[str]) -> list[ScoreOverlay]:
+    out: list[ScoreOverlay] = []
+    for label in chosen_scores:
+        name, generation_hash, metric = options[label]
+        rows = _cached.metric_rows(root, version, name, generation_hash, (metric,), False, DEFAULT_SEED, DEFAULT_RESAMPLES)
+        out += score_overlays(rows, runs, f"{name} {metric}")
+    return out
 
 
 st.title("Training curves")
@@ -76,6 +106,15 @@ c4, c5, c6 = st.columns([3, 2, 2])
 smoothing = c4.slider("Smoothing (TensorBoard EMA weight)", 0.0, 0.999, 0.6, step=0.01, key="curves_smoothing")
 patience = int(c5.number_input("Patience (evaluations)", 1, 50, DEFAULT_PATIENCE, key="curves_patience"))
 live = c6.toggle("Live refresh", key="curves_live", help=f"Re-read the logs every {LIVE_SECONDS} s")
+results_key, score_options = stored_scores(ws.root)
+overlays: list[ScoreOverlay] = []
+if score_options:
+    chosen_scores = st.multiselect("Checkpoint scores (right axis)", list(score_options), key="curves_scores",
+                                   help="Stored metrics of each checkpoint (Metrics page), drawn at its step")
+    try:
+        overlays = overlays_for(ws.root, results_key, score_options, chosen_scores, chosen)
+    except EvalCoreError as exc:
+        st.error(problem_text(exc.message, exc.path, exc.line, exc.field))
 
 
 @st.fragment(run_every=LIVE_SECONDS if live else None)
@@ -92,7 +131,7 @@ def chart() -> None:
     ]
     steps = {r.name: [c.step for c in r.checkpoints if c.step is not None] for r in chosen_runs}
     fig = training_curves_figure(current, chosen, metrics, x_axis=x_axis, smoothing=smoothing, log_y=log_y,
-                                 summaries=summaries, checkpoint_steps=steps)
+                                 summaries=summaries, checkpoint_steps=steps, overlays=overlays)
     st.plotly_chart(fig, width="stretch", key="curves_chart")
     st.caption(
         plain(

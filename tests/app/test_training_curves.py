@@ -96,3 +96,22 @@ def test_an_unreadable_log_is_an_error_naming_the_file(app, monkeypatch, tmp_pat
     at = open_page(app, monkeypatch, tmp_path)
     (err,) = at.error
     assert "trainer\\_state.json" in err.value and "step" in err.value
+
+
+def test_stored_checkpoint_scores_overlay_the_curves(app, monkeypatch, evaluated_demo):
+    from eval_core.metric_tables import load_dataset_results, metric_by_step
+
+    at = open_page(app, monkeypatch, evaluated_demo)
+    scores = at.multiselect(key="curves_scores")
+    assert "support_test · bleu" in scores.options and "support_test · completion_perplexity" in scores.options
+    before = len(figure(at)["data"])  # nothing drawn until a score is chosen
+    scores.select("support_test · chrf").run()
+    assert not at.exception
+    fig = figure(at)
+    assert len(fig["data"]) == before + 1
+    overlay = next(t for t in fig["data"] if t.get("name") == "support_test chrf (support-ft)")
+    (results,) = load_dataset_results(evaluated_demo)
+    expected = metric_by_step(results, "chrf")
+    assert overlay["yaxis"] == "y2" and overlay["x"] == [r.step for r in expected] == [6, 36]
+    assert overlay["y"] == [r.interval.value for r in expected]
+    assert fig["layout"]["yaxis2"]["title"]["text"] == "chrf"
