@@ -2,13 +2,18 @@
 
 Starts `streamlit run app.py -- --workspace <quick demo>` on a free localhost port, opens the
 Overview and checks the demo's checkpoints are listed, opens Training curves and sees the chart
-with the best step labelled, then switches workspace in the sidebar.
+with the best step labelled, then switches workspace in the sidebar. A second test opens the
+Metrics page of an evaluated demo, its A-vs-B view, and checks that an output holding HTML is
+shown as literal text (and never runs).
 The test fails (it does not skip) when /usr/bin/chromium is missing: `.ci/run` installs it.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -29,14 +34,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(quick_demo, tmp_path):
+def start_server(workspace: Path, tmp_path: Path):
+    """`streamlit run app.py -- --workspace WORKSPACE` on a free port; yields its URL."""
     port = free_port()
     log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
          "--server.address=127.0.0.1", f"--server.port={port}", "--server.fileWatcherType=none",
-         "--browser.gatherUsageStats=false", "--", "--workspace", str(quick_demo)],
+         "--browser.gatherUsageStats=false", "--", "--workspace", str(workspace)],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -54,6 +59,11 @@ def server(quick_demo, tmp_path):
     proc.terminate()
     proc.wait(timeout=20)
     log.close()
+
+
+@pytest.fixture
+def server(quick_demo, tmp_path):
+    yield from start_server(quick_demo, tmp_path)
 
 
 def wait_idle(page) -> None:
@@ -102,4 +112,58 @@ def test_overview_lists_demo_checkpoints_in_a_real_browser(server, quick_demo, t
         box.press("Enter")
         expect(page.get_by_text("workspace folder does not exist")).to_be_visible(timeout=30_000)
         expect(table).to_have_count(0)
+        ctx.close()
+
+
+HTML = "<b>x</b><script>alert(1)</script>"
+
+
+@pytest.fixture
+def metrics_server(evaluated_demo, tmp_path):
+    """The evaluated demo with the output that A vs B (bleu, all examples) draws first replaced by HTML."""
+    from eval_core.metric_tables import compare, load_dataset_results
+
+    ws = tmp_path / "ws"
+    shutil.copytree(evaluated_demo, ws)
+    (results,) = load_dataset_results(ws)
+    first = sorted(compare(results, "base", "checkpoint-36", "bleu").examples, key=lambda e: -abs(e.value_b - e.value_a))[0]
+    with sqlite3.connect(ws / ".ftlens" / "results.sqlite") as db:
+        db.execute("UPDATE generations SET text = ? WHERE checkpoint_fp = ? AND example_id = ?",
+                   (HTML, results.checkpoint("checkpoint-36").fingerprint, first.example.id))
+    yield from start_server(ws, tmp_path)
+
+
+def test_metrics_page_a_vs_b_shows_outputs_as_literal_text(metrics_server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (bash scripts/install.sh --test does)"
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=ARGS
+        )
+        page = ctx.pages[0] if ctx.pages else ctx.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(metrics_server)
+        wait_idle(page)
+        page.get_by_role("link", name="Metrics").click()
+        expect(page.get_by_role("heading", name="Metrics")).to_be_visible(timeout=30_000)
+        wait_idle(page)
+        panel = page.get_by_role("tabpanel").first
+        expect(panel.locator('[data-testid="stDataFrame"]').first).to_be_visible(timeout=30_000)
+        expect(panel.get_by_text("★ best checkpoint of the metric")).to_be_visible()
+
+        page.get_by_role("tab", name="A vs B").click()
+        ab = page.get_by_role("tabpanel", name="A vs B")
+        expect(ab.get_by_text("p-value")).to_be_visible(timeout=30_000)
+        expect(ab.get_by_text(re.compile(r"^\d+ of 64 examples: B scores higher than A"))).to_be_visible()
+        ab.locator('[data-testid="stRadio"]').get_by_text("All", exact=True).click()
+        wait_idle(page)
+        expect(ab.get_by_text(re.compile(r"^64 of 64 examples: all examples"))).to_be_visible(timeout=30_000)
+        expect(ab.locator('[data-testid="stDataFrame"]')).to_be_visible()
+        expect(ab.locator('[data-testid="stCode"]').first).to_be_visible()
+        expect(ab.get_by_text(HTML, exact=True)).to_be_visible()  # literal text, not markup
+        expect(page.locator("[data-testid='stMain'] b", has_text="x")).to_have_count(0)
+        page.screenshot(path=str(tmp_path / "metrics_a_vs_b.png"), full_page=True)
+        assert dialogs == []  # the script never ran
         ctx.close()
