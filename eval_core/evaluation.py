@@ -31,7 +31,6 @@ from eval_core.heldout_sets import HeldoutSet, read_heldout_set
 from eval_core.nll_scoring import PerplexityConfig
 from eval_core.records import CheckpointRecord, DatasetRecord
 from eval_core.results_store import ResultsStore, checkpoints, database_url, protocols
-from eval_core.text_metrics import ALL_METRICS as TEXT_METRICS
 from eval_core.text_metrics import HIGHER_IS_BETTER
 from eval_core.text_scoring import TextScoreConfig, TextTask, run_text_tasks, text_libraries
 from eval_core.workspace import discover_workspace, load_config

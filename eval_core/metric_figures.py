@@ -14,7 +14,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from eval_core.curve_figures import ScoreOverlay
-from eval_core.metric_tables import MetricRow, direction_arrow, format_interval, format_value
+from eval_core.metric_ranking import direction_arrow, format_interval, format_value
+from eval_core.metric_tables import MetricRow
 
 
 def metric_step_figure(rows: Sequence[MetricRow], *, base: MetricRow | None = None, title: str | None = None) -> go.Figure:

@@ -18,13 +18,16 @@ Protocol (recorded with every number through `PerplexityConfig.to_dict()`):
   positions are never scored, and position ids come from the attention mask, so results do not
   depend on batch size or padding side.
 - The LM head and log-softmax (float32) run over the scored positions only; sums in float64.
+- GPT-2's op-by-op tanh-GELU runs as torch's fused kernel while scoring (the same function; checked
+  against the model's own logits on a probe, to 1e-5).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -154,13 +157,22 @@ def _batches(windows: list, batch_size: int, token_budget: int) -> list[list]:
     return batches
 
 
-def _split_head(model):
+def _probe(model):
+    import torch
+
+    device = next(model.parameters()).device
+    vocab = int(getattr(model.config, "vocab_size", 0) or 2)
+    return torch.arange(1, 9, device=device)[None, :] % max(vocab, 2)
+
+
+def _split_head(model, probe=None, reference=None):
     """(body, head) when logits are exactly `head(body(...).last_hidden_state)`, else None.
 
     Applying the head only to scored positions saves the full-vocabulary projection of every
     context and padding position. Models that rescale or soft-cap logits after the head (Gemma 2,
     Cohere, Granite, ...) or wrap it (PEFT) would break that identity, so it is checked once per
-    model on a short probe rather than trusted from a list of architectures.
+    model on a short probe (against `reference` logits when given) rather than trusted from a list
+    of architectures.
     """
     import torch
 
@@ -168,17 +180,52 @@ def _split_head(model):
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if body is None or head is None or body is model or not isinstance(head, torch.nn.Linear):
         return None
-    device = next(model.parameters()).device
-    probe = torch.arange(1, 9, device=device)[None, :] % max(int(head.out_features), 2)
+    probe = _probe(model) if probe is None else probe
     try:
         with torch.inference_mode():
-            full = model(input_ids=probe).logits.float()
+            full = model(input_ids=probe).logits.float() if reference is None else reference
             split = head(body(input_ids=probe).last_hidden_state).float()
     except Exception:  # noqa: BLE001 - any failure means "use the plain path"
         return None
     if full.shape != split.shape or not torch.allclose(full, split, rtol=1e-5, atol=1e-5):
         return None
     return body, head
+
+
+# The tanh approximation of GELU, written as five element-wise Python ops (GPT-2's "gelu_new"):
+# torch's fused kernel computes the same function in one pass (about 10% of a GPT-2 forward on CPU).
+_FUSABLE_GELU = ("NewGELUActivation", "FastGELUActivation")
+
+
+@contextmanager
+def _fast_path(model) -> Iterator[tuple | None]:
+    """While scoring: fused tanh-GELU kernels in place of op-by-op ones, and the (body, head) split.
+
+    Both are checked on a probe against the model's own logits and dropped if they differ beyond
+    1e-5; the model's modules are restored on exit.
+    """
+    import torch
+
+    swaps = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+             if type(child).__name__ in _FUSABLE_GELU]
+    probe = _probe(model)
+    with torch.inference_mode():
+        reference = model(input_ids=probe).logits.float()
+    try:
+        if swaps:
+            from transformers.activations import GELUTanh
+
+            for parent, name, _ in swaps:
+                setattr(parent, name, GELUTanh())
+            with torch.inference_mode():
+                fused = model(input_ids=probe).logits.float()
+            if not torch.allclose(fused, reference, rtol=1e-5, atol=1e-5):
+                for parent, name, child in swaps:
+                    setattr(parent, name, child)
+        yield _split_head(model, probe, reference)
+    finally:
+        for parent, name, child in swaps:
+            setattr(parent, name, child)
 
 
 def score_docs(model, docs: Sequence[_Doc], config: PerplexityConfig, progress: Callable[[int], None] | None = None) -> list[NllStats]:
@@ -196,8 +243,9 @@ def score_docs(model, docs: Sequence[_Doc], config: PerplexityConfig, progress: 
     counts = [0] * len(docs)
     pad_id = 0  # any id: padded positions are masked out and never scored
     device = next(model.parameters()).device
-    split = _split_head(model) if windows else None
-    with torch.inference_mode():
+    if not windows:
+        return [NllStats(0.0, 0, count_bytes(d.text), count_words(d.text) if d.text else 0) for d in docs]
+    with _fast_path(model) as split, torch.inference_mode():
         for batch in _batches(windows, config.batch_size, config.token_budget):
             width = max(len(w[1]) for w in batch) - 1
             ids = torch.full((len(batch), width), pad_id, dtype=torch.long)

@@ -7,7 +7,14 @@ from pathlib import Path
 import streamlit as st
 
 from eval_core import EvalCoreError, WorkspaceSummary, discover_workspace
-from eval_core.metric_tables import Comparison, DatasetResults, MetricRow, compare, load_dataset_results, metric_table
+from eval_core.metric_tables import (
+    Comparison,
+    DatasetResults,
+    MetricRow,
+    compare,
+    load_dataset_results,
+    metric_table,
+)
 from eval_core.training_logs import CurveTable, read_run_logs
 
 

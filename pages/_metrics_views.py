@@ -14,20 +14,22 @@ import streamlit as st
 
 from eval_core import EvalCoreError, WorkspaceSummary
 from eval_core.metric_figures import metric_step_figure
+from eval_core.metric_ranking import (
+    best_by_metric,
+    categories_worst_first,
+    direction_arrow,
+    format_interval,
+    format_value,
+    ranked_checkpoints,
+    weakest_categories,
+)
 from eval_core.metric_tables import (
     PERPLEXITY,
     DatasetResults,
     ExampleComparison,
     MetricRow,
-    best_by_metric,
-    categories_worst_first,
     default_wrong_below,
-    direction_arrow,
     example_scores,
-    format_interval,
-    format_value,
-    ranked_checkpoints,
-    weakest_categories,
     worst_examples,
 )
 from eval_core.text_metrics import ALL_METRICS, SCALE

@@ -10,23 +10,25 @@ import sacrebleu
 
 from eval_core.errors import EvalCoreError
 from eval_core.metric_figures import metric_step_figure, score_overlays
+from eval_core.metric_ranking import (
+    best_by_metric,
+    categories_worst_first,
+    direction_arrow,
+    format_interval,
+    format_value,
+    ranked_checkpoints,
+    weakest_categories,
+)
 from eval_core.metric_tables import (
     PERPLEXITY,
     MetricRow,
-    best_by_metric,
-    categories_worst_first,
     compare,
     describe_generation,
-    direction_arrow,
     example_scores,
-    format_interval,
-    format_value,
     load_dataset_results,
     metric_by_step,
     metric_table,
-    ranked_checkpoints,
     results_version,
-    weakest_categories,
     worst_examples,
 )
 from eval_core.significance import Interval

@@ -208,3 +208,21 @@ def test_scored_rows_head_is_used_only_when_it_equals_the_model(lm):
             logp = torch.log_softmax(0.5 * lm.model(torch.tensor([row])).logits[0].double(), -1)
         manual = -sum(logp[j - 1, row[j]].item() for j in range(1, len(row)))
         assert s.nll_sum == pytest.approx(manual, rel=1e-6)
+
+
+def test_fused_gelu_only_while_scoring(lm, monkeypatch):
+    from eval_core import nll_scoring
+
+    acts = lambda: {type(m).__name__ for m in lm.model.modules() if "GELU" in type(m).__name__}  # noqa: E731
+    assert acts() == {"NewGELUActivation"}
+    seen = []
+    real = nll_scoring._batches
+
+    def spy(*args, **kwargs):
+        seen.append(acts())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nll_scoring, "_batches", spy)
+    score_texts(lm.model, lm.tokenizer, TEXTS[:2])
+    assert seen == [{"GELUTanh"}]  # the fused kernel while scoring ...
+    assert acts() == {"NewGELUActivation"}  # ... and the model's own modules afterwards

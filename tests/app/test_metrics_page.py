@@ -15,16 +15,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-from eval_core.metric_tables import (
-    PERPLEXITY,
-    compare,
-    format_interval,
-    load_dataset_results,
-    metric_table,
-    ranked_checkpoints,
-    weakest_categories,
-    worst_examples,
-)
+from eval_core.metric_ranking import format_interval, ranked_checkpoints, weakest_categories
+from eval_core.metric_tables import PERPLEXITY, compare, load_dataset_results, metric_table, worst_examples
 from pages._render import plain
 
 PAGE = "pages/metrics.py"
