@@ -44,6 +44,7 @@ class LoadedModel:
 _current: LoadedModel | None = None
 _freeze_lock = threading.Lock()
 _freeze_depth = 0
+_skeleton: tuple[bytes, Any] | None = None  # (config.json bytes, model): kept only inside models_in_turn
 
 
 def _torch_load_weights_only(path: Path) -> dict:
@@ -80,10 +81,51 @@ def _tokenizer_dir(files: CheckpointFiles, base: Path | None) -> Path:
     )
 
 
+def _load_state(model, state: dict, folder: Path) -> None:
+    """Copy `state` into `model`'s parameters; every parameter must come from it."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # A tied parameter (GPT-2's lm_head is the embedding) is stored once; it is not missing.
+    params = dict(model.named_parameters(remove_duplicate=False))
+    loaded_ids = {id(params[k]) for k in state if k in params}
+    missing = [k for k in missing if k not in params or id(params[k]) not in loaded_ids]
+    if unexpected or missing:
+        raise CheckpointError(
+            f"weights do not match the config: missing {missing[:3]}, unexpected {unexpected[:3]}", path=folder
+        )
+
+
+def _reuse_skeleton(files: CheckpointFiles):
+    """Inside `models_in_turn`: the previous model, with this checkpoint's weights copied in, when
+    both have byte-identical config.json files (the checkpoints of one run); else None.
+
+    Building a model object costs more than copying a small checkpoint's weights, and that fixed
+    cost per checkpoint dominates a re-evaluation where few examples are missing (bench/README.md).
+    """
+    global _skeleton
+    if _skeleton is None or files.kind != "full" or files.weight_format != "safetensors":
+        return None
+    config = files.folder / "config.json"
+    key, model = _skeleton
+    if not config.is_file() or config.read_bytes() != key:
+        return None
+    _skeleton = None
+    from safetensors.torch import load_file
+
+    state: dict = {}
+    for f in files.weight_files:
+        if f.name.endswith(".safetensors"):
+            state.update(load_file(f, device=str(next(model.parameters()).device)))
+    _load_state(model, state, files.folder)
+    return model
+
+
 def _load_full(files: CheckpointFiles, allow_pickle: bool):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     try:
+        reused = _reuse_skeleton(files)
+        if reused is not None:
+            return reused
         if files.weight_format == "safetensors":
             return AutoModelForCausalLM.from_pretrained(
                 files.folder, use_safetensors=True, trust_remote_code=False, local_files_only=True
@@ -97,16 +139,7 @@ def _load_full(files: CheckpointFiles, allow_pickle: bool):
             if not f.name.endswith(".json"):
                 state.update(_torch_load_weights_only(f))
         model.tie_weights()
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        # A tied parameter (GPT-2's lm_head is the embedding) is stored once; it is not missing.
-        params = dict(model.named_parameters(remove_duplicate=False))
-        loaded_ids = {id(params[k]) for k in state if k in params}
-        missing = [k for k in missing if k not in params or id(params[k]) not in loaded_ids]
-        if unexpected or missing:
-            raise CheckpointError(
-                f"weights do not match the config: missing {missing[:3]}, unexpected {unexpected[:3]}",
-                path=files.folder,
-            )
+        _load_state(model, state, files.folder)
         return model
     except (ValueError, KeyError, OSError) as exc:
         raise CheckpointError(f"transformers could not load the model: {exc}", path=files.folder) from exc
@@ -167,17 +200,48 @@ def load_model(
     else:
         model = _load_full(files, allow_pickle)
     tok_dir = _tokenizer_dir(files, base)
-    tokenizer = AutoTokenizer.from_pretrained(tok_dir, trust_remote_code=False, local_files_only=True)
+    tokenizer = _tokenizer(tok_dir, AutoTokenizer)
     model.eval()
     _current = LoadedModel(model=model, tokenizer=tokenizer, files=files, tokenizer_source=tok_dir)
     return _current
 
 
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+                    "merges.txt", "tokenizer.model", "added_tokens.json", "chat_template.jinja", "chat_template.json")
+_last_tokenizer: tuple[str, Any] | None = None
+
+
+def _tokenizer(folder: Path, auto_tokenizer) -> Any:
+    """The folder's tokenizer; the previous one again when its files have the same bytes.
+
+    Every checkpoint of a run carries a copy of the same tokenizer, and loading it is a fixed cost
+    per checkpoint that dominates re-evaluations where little is missing (bench/README.md).
+    """
+    global _last_tokenizer
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    for name in _TOKENIZER_FILES:
+        path = folder / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    key = digest.hexdigest()
+    if _last_tokenizer is not None and _last_tokenizer[0] == key:
+        return _last_tokenizer[1]
+    tokenizer = auto_tokenizer.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
+    _last_tokenizer = (key, tokenizer)
+    return tokenizer
+
+
 def release_model() -> None:
     """Drop the loaded model so its memory can be reused before the next one loads."""
-    global _current
+    global _current, _skeleton
     if _current is None:
         return
+    files = _current.files
+    config = files.folder / "config.json"
+    if _freeze_depth > 0 and files.kind == "full" and files.weight_format == "safetensors" and config.is_file():
+        _skeleton = (config.read_bytes(), _current.model)  # replaces (and frees) any earlier one
     _current.model = None
     _current.tokenizer = None
     _current = None
@@ -193,8 +257,10 @@ def models_in_turn() -> Iterator[None]:
     thousands at import; with 7 checkpoints that walk cost 3.4 s of a 5.2 s cached re-run
     (bench/README.md). `gc.freeze()` parks the objects alive on entry, and the outermost exit
     returns them to the collector, so nothing is kept from collection for longer than the loop.
+    Inside, a released full checkpoint stays as the skeleton the next checkpoint with the same
+    config.json is loaded into (still one model in memory at a time); the exit frees it.
     """
-    global _freeze_depth
+    global _freeze_depth, _skeleton
     with _freeze_lock:
         _freeze_depth += 1
         if _freeze_depth == 1:
@@ -205,6 +271,8 @@ def models_in_turn() -> Iterator[None]:
         with _freeze_lock:
             _freeze_depth -= 1
             if _freeze_depth == 0:
+                _skeleton = None
+                gc.collect()
                 gc.unfreeze()
 
 

@@ -197,35 +197,67 @@ def _split_head(model, probe=None, reference=None):
 _FUSABLE_GELU = ("NewGELUActivation", "FastGELUActivation")
 
 
+_CHECKED: dict[str, tuple[bool, bool]] = {}
+"""architecture -> (fused GELU matches, head split matches): probed once per model class and
+config, since both identities are structural; the checkpoints of a run share one entry."""
+
+
+def _architecture(model) -> str:
+    config = {k: v for k, v in model.config.to_dict().items() if k not in ("_name_or_path", "transformers_version")}
+    return type(model).__module__ + "." + type(model).__qualname__ + json.dumps(config, sort_keys=True, default=str)
+
+
 @contextmanager
 def _fast_path(model) -> Iterator[tuple | None]:
     """While scoring: fused tanh-GELU kernels in place of op-by-op ones, and the (body, head) split.
 
-    Both are checked on a probe against the model's own logits and dropped if they differ beyond
-    1e-5; the model's modules are restored on exit.
+    Both are checked once per model on a probe against the model's own logits and dropped if they
+    differ beyond 1e-5; the model's modules are restored on exit.
     """
     import torch
 
     swaps = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
              if type(child).__name__ in _FUSABLE_GELU]
-    probe = _probe(model)
-    with torch.inference_mode():
-        reference = model(input_ids=probe).logits.float()
+    arch = _architecture(model)
+    known = _CHECKED.get(arch)
     try:
-        if swaps:
-            from transformers.activations import GELUTanh
-
-            for parent, name, _ in swaps:
-                setattr(parent, name, GELUTanh())
+        if known is None:
+            probe = _probe(model)
             with torch.inference_mode():
-                fused = model(input_ids=probe).logits.float()
-            if not torch.allclose(fused, reference, rtol=1e-5, atol=1e-5):
-                for parent, name, child in swaps:
-                    setattr(parent, name, child)
-        yield _split_head(model, probe, reference)
+                reference = model(input_ids=probe).logits.float()
+            fused_ok = False
+            if swaps:
+                _swap_in_fused(swaps)
+                with torch.inference_mode():
+                    fused_ok = torch.allclose(model(input_ids=probe).logits.float(), reference, rtol=1e-5, atol=1e-5)
+                if not fused_ok:
+                    _restore(swaps)
+            split = _split_head(model, probe, reference)
+            _CHECKED[arch] = (fused_ok, split is not None)
+        else:
+            fused_ok, split_ok = known
+            if fused_ok:
+                _swap_in_fused(swaps)
+            split = _split_head_unchecked(model) if split_ok else None
+        yield split
     finally:
-        for parent, name, child in swaps:
-            setattr(parent, name, child)
+        _restore(swaps)
+
+
+def _swap_in_fused(swaps) -> None:
+    from transformers.activations import GELUTanh
+
+    for parent, name, _ in swaps:
+        setattr(parent, name, GELUTanh())
+
+
+def _restore(swaps) -> None:
+    for parent, name, child in swaps:
+        setattr(parent, name, child)
+
+
+def _split_head_unchecked(model):
+    return getattr(model, model.base_model_prefix), model.get_output_embeddings()
 
 
 def score_docs(model, docs: Sequence[_Doc], config: PerplexityConfig, progress: Callable[[int], None] | None = None) -> list[NllStats]:
@@ -260,12 +292,8 @@ def score_docs(model, docs: Sequence[_Doc], config: PerplexityConfig, progress: 
                 mask[r, off : off + n_in] = 1
                 score[r, off + first - 1 : off + n_in] = True
             positions = (mask.cumsum(1) - 1).clamp(min=0)
-            # A batch without padding needs no mask: attention then takes its causal fast path.
-            inputs = {
-                "input_ids": ids.to(device),
-                "attention_mask": None if bool(mask.all()) else mask.to(device),
-                "position_ids": positions.to(device),
-            }
+            # transformers drops an all-ones mask itself, so unpadded batches take SDPA's causal path.
+            inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "position_ids": positions.to(device)}
             # Only the positions that predict a scored token need the LM head.
             rows, cols = score.nonzero(as_tuple=True)
             if split is not None:

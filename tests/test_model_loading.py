@@ -141,11 +141,55 @@ def test_models_in_turn_still_frees_each_model_and_unfreezes_on_exit(tiny_gpt2):
         with models_in_turn():  # nested use keeps the outer freeze
             pass
         assert gc.get_freeze_count() > 0
-        for _ in range(2):
+        for _ in range(3):
             with open_model(folder) as lm:
                 refs.append(weakref.ref(lm.model))
-            assert refs[-1]() is None  # released inside the loop, not when it ends
+            del lm
+            # At most one model object alive: the released one, kept to load the next into.
+            assert len({id(r()) for r in refs if r() is not None}) <= 1
     assert gc.get_freeze_count() == 0
+    assert all(r() is None for r in refs)  # nothing is kept after the loop
     with pytest.raises(RuntimeError), models_in_turn():
         raise RuntimeError("boom")
     assert gc.get_freeze_count() == 0
+
+
+def test_identical_tokenizer_files_are_loaded_once(tiny_gpt2, tmp_path):
+    import shutil
+
+    folder, _ = tiny_gpt2
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    with open_model(folder) as a:
+        first = a.tokenizer
+    with open_model(copy) as b:
+        assert b.tokenizer is first  # same bytes: the tokenizer is reused
+    cfg = json.loads((copy / "tokenizer_config.json").read_text())
+    cfg["model_max_length"] = 77
+    (copy / "tokenizer_config.json").write_text(json.dumps(cfg))
+    with open_model(copy) as c:
+        assert c.tokenizer is not first and c.tokenizer.model_max_length == 77
+
+
+def test_checkpoints_of_one_config_reuse_the_model_inside_models_in_turn(tiny_gpt2, tmp_path, tiny_tokenizer):
+    import weakref
+
+    from tests.conftest import make_tiny_gpt2
+
+    folder, _ = tiny_gpt2
+    other = tmp_path / "other"
+    make_tiny_gpt2(other, tiny_tokenizer, seed=5)  # same config, different weights
+    with open_model(other) as fresh:
+        expected = logits(fresh.model)
+    with models_in_turn():
+        with open_model(folder) as a:
+            first = a.model
+            ref = weakref.ref(first)
+            logits_a = logits(first)
+        with open_model(other) as b:
+            assert b.model is first  # the skeleton, with other's weights copied in
+            assert torch.equal(logits(b.model), expected) and not torch.equal(logits_a, expected)
+            # tied weights stay tied after the copy
+            assert b.model.lm_head.weight.data_ptr() == b.model.transformer.wte.weight.data_ptr()
+        del first, a, b
+    assert ref() is None  # freed when the loop ends
