@@ -258,7 +258,7 @@ def add_text_commands(sub) -> None:  # noqa: ANN001 (argparse's private subparse
     from eval_core.text_metrics import BLEU_TOKENIZERS
 
     score = sub.add_parser(
-        "score", help="BLEU, chrF, ROUGE and exact match of predictions against references, with 95% intervals",
+        "score", help="BLEU, chrF, ROUGE and exact match of predictions against references, with 95%% intervals",
         description="Score predictions against references line by line with sacrebleu (BLEU, chrF) and "
         "rouge-score (ROUGE-1/2/L/Lsum, Porter stemmer), and exact match after normalisation; each corpus "
         "value comes with a seeded bootstrap 95% interval (sacrebleu's procedure). With --baseline, a paired "

@@ -20,7 +20,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_the_commands():
     out = run_cli("--help")
     assert out.returncode == 0
-    assert "demo" in out.stdout and "workspace" in out.stdout
+    assert all(name in out.stdout for name in ("demo", "workspace", "evaluate", "results", "score"))
 
 
 def test_workspace_json_follows_the_documented_schema(quick_demo):
