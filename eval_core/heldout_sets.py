@@ -5,7 +5,8 @@ parsing would silently turn them into missing values and change scores). Errors 
 1-based line and the field, and say what to change.
 
 Roles: a dataset's columns are mapped onto roles. `generation` sets need `prompt` and `reference`;
-`text` sets need `text`; `probe` sets need `prompt` and `answer` (optional `choices`). `id`,
+`text` sets need `text`; `probe` sets need `prompt` and `answer` (optional `choices`: then the
+answer is one of the choices, as text or as a 0-based index; docs/probe-suites.md). `id`,
 `category` and `should_refuse` are optional everywhere. When the workspace config gives no
 mapping, the first column whose name matches an alias of the role is used.
 """
@@ -254,6 +255,41 @@ def resolve_columns(
     return resolved
 
 
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_probe_answer(row: dict, column_map: dict[str, str], path: Path, line: int) -> None:
+    """A probe's choices are a list of at least two strings, and its answer is one of them (the
+    text itself or its 0-based index); without choices the answer must be text."""
+    answer_col = column_map["answer"]
+    answer = row.get(answer_col)
+    choices = row.get(column_map["choices"]) if "choices" in column_map else None
+    missing = " (the field is missing)" if answer is None else ""
+    if choices is None:
+        if not isinstance(answer, str):
+            raise DatasetError(f"'{answer_col}' must be a string when the item has no choices, got "
+                               f"{type(answer).__name__}{missing}", path=path, line=line, field=answer_col)
+        return
+    if not (isinstance(choices, list) and all(isinstance(c, str) for c in choices)):
+        raise DatasetError("choices must be a list of strings", path=path, line=line, field=column_map["choices"])
+    if len(choices) < 2:
+        raise DatasetError(f"a multiple-choice item needs at least two choices, got {len(choices)}; add choices "
+                           "or leave the field out for a cloze-only item", path=path, line=line,
+                           field=column_map["choices"])
+    if not (isinstance(answer, str) or _is_index(answer)):
+        raise DatasetError(f"'{answer_col}' must be one of the choices (text) or its 0-based index, got "
+                           f"{type(answer).__name__}{missing}",
+                           path=path, line=line, field=answer_col)
+    if _is_index(answer) and not 0 <= answer < len(choices):
+        raise DatasetError(f"answer index {answer} is outside the {len(choices)} choices (0-based: 0 to "
+                           f"{len(choices) - 1})", path=path, line=line, field=answer_col)
+    if isinstance(answer, str) and answer not in choices:
+        raise DatasetError(f"answer {answer!r} is not one of the choices {choices}; make it equal to one "
+                           "choice, character for character, or give the choice's 0-based index",
+                           path=path, line=line, field=answer_col)
+
+
 def read_heldout_set(
     path: Path, *, kind: DatasetKind | None = None, columns: dict[str, str] | None = None
 ) -> HeldoutSet:
@@ -266,7 +302,8 @@ def read_heldout_set(
 
     Raises:
         DatasetError: naming the file, line and field: bad encoding or JSON, a missing column, a
-            non-text required value, a duplicate id. Empty strings are kept: metrics decide what
+            non-text required value, a duplicate id, a probe answer that is not one of its
+            choices. Empty strings are kept: metrics decide what
             an empty reference means, as their reference implementations do.
 
     Example:
@@ -287,6 +324,8 @@ def read_heldout_set(
     for row, line in zip(rows, lines):
         for role in text_roles:
             value = row.get(column_map[role])
+            if kind == "probe" and role == "answer":
+                continue  # text, or an index into the choices: checked with them below
             if not isinstance(value, str):
                 raise DatasetError(
                     f"'{column_map[role]}' must be a string, got {type(value).__name__}"
@@ -306,14 +345,8 @@ def read_heldout_set(
                     field=column_map["id"],
                 )
             seen_ids[key] = line
-        if kind == "probe" and "choices" in column_map:
-            choices = row.get(column_map["choices"])
-            if choices is not None and not (
-                isinstance(choices, list) and all(isinstance(c, str) for c in choices)
-            ):
-                raise DatasetError(
-                    "choices must be a list of strings", path=path, line=line, field=column_map["choices"]
-                )
+        if kind == "probe":
+            _check_probe_answer(row, column_map, path, line)
     return HeldoutSet(
         path=path,
         format=fmt,
