@@ -48,6 +48,10 @@ BLEU_TOKENIZERS: tuple[str, ...] = ("13a", "intl", "zh", "char", "none")
 """sacrebleu's tokenizers that work offline with no extra package (spm/flores download a model;
 ja-mecab and ko-mecab need extra packages)."""
 
+PROPORTION_METRICS: tuple[str, ...] = ("exact_match", "mc_acc", "mc_acc_norm", "cloze_exact", "cloze_contains")
+"""Per-example 0/1 outcomes whose first statistic is that outcome: the corpus value is its mean (the
+probe metrics are computed by eval_core.probe_scoring and stored beside the text metrics)."""
+
 PARALLEL_MIN_PAIRS = 400
 """Below this many pairs, worker start-up costs more than it saves."""
 
@@ -279,15 +283,22 @@ def score_pairs(
 # --- corpus values from statistics (pure) ------------------------------------------------------------
 
 
+def _value_column(metric: str) -> int:
+    """The statistic averaged over examples: F1 for ROUGE, the 0/1 outcome of PROPORTION_METRICS
+    (and, as before, the first statistic of anything else)."""
+    return 2 if metric in ROUGE_METRICS else 0
+
+
 def corpus_value(metric: str, stats: Sequence[Sequence[float]], config: TextMetricConfig = TextMetricConfig()) -> float:
-    """The corpus-level value of `metric` from per-example statistics (sum for sacrebleu, mean F1 else)."""
+    """The corpus-level value of `metric` from per-example statistics: sacrebleu's score of the summed
+    statistics for BLEU/chrF, mean F1 for ROUGE, the share of 1s for PROPORTION_METRICS."""
     if not stats:
         raise EvalCoreError(f"{metric} of an empty set is undefined: the set has no examples")
     if metric in SACREBLEU_METRICS:
         m = _sacrebleu_metric(metric, config.bleu_tokenize, config.lowercase)
         summed = [sum(col) for col in zip(*stats, strict=True)]
         return float(m._compute_score_from_stats(summed).score)
-    column = 2 if metric in ROUGE_METRICS else 0
+    column = _value_column(metric)
     return sum(s[column] for s in stats) / len(stats)
 
 
@@ -299,7 +310,7 @@ def corpus_values_of_resamples(metric: str, stats, resamples, config: TextMetric
         m = _sacrebleu_metric(metric, config.bleu_tokenize, config.lowercase)
         arr = np.asarray(stats, dtype="float32")  # float32 sums, as sacrebleu's own bootstrap
         return np.array([m._compute_score_from_stats(arr[idx].sum(0)).score for idx in resamples])
-    column = 2 if metric in ROUGE_METRICS else 0
+    column = _value_column(metric)
     values = np.asarray([s[column] for s in stats], dtype="float64")
     return values[resamples].mean(axis=1)
 
