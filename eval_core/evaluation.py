@@ -9,7 +9,9 @@ Metrics (a registry of small frozen specs):
 - `bleu`, `chrf`, `rouge1`, `rouge2`, `rougeL`, `rougeLsum`, `exact_match`: the outputs of
   `generation` sets scored against their references (eval_core.text_metrics); choosing one also
   computes the generations it needs. They need no model, so a checkpoint whose generations are
-  stored is not loaded again to score them.
+  stored is not loaded again to score them;
+- `mc_acc`, `mc_acc_norm`, `cloze_exact`, `cloze_contains`: `probe` sets, multiple choice by
+  log-likelihood and cloze recall by greedy completion (eval_core.probe_scoring, docs/probe-suites.md).
 
 Each example's result is stored under (checkpoint fingerprint, dataset name, example id, example
 hash, metric, config hash). A model is loaded only when one of its cells has missing examples; results
@@ -22,6 +24,7 @@ import difflib
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,6 +32,19 @@ from eval_core.errors import EvalCoreError
 from eval_core.generation import GenerationConfig
 from eval_core.heldout_sets import HeldoutSet, read_heldout_set
 from eval_core.nll_scoring import PerplexityConfig
+from eval_core.probe_scoring import (
+    CLOZE_GENERATION,
+    PROBE_METRIC_DESCRIPTIONS,
+    PROBE_METRICS,
+    ProbeConfig,
+    ProbeTask,
+    applicable,
+    needs_model,
+    probe_config,
+    probe_work,
+    resolve_answers,
+    run_probe_tasks,
+)
 from eval_core.records import CheckpointRecord, DatasetRecord
 from eval_core.results_store import ResultsStore, checkpoints, database_url, protocols
 from eval_core.text_metrics import HIGHER_IS_BETTER
@@ -66,6 +82,8 @@ METRICS: dict[str, MetricSpec] = {
            ("rougeLsum", "rouge-score ROUGE-Lsum F1, sentences split on newlines (0-1)"),
            ("exact_match", "share of outputs equal to the reference after normalisation (0-1)"),
        ]},
+    **{name: MetricSpec(name, ("probe",), "text_scores", "proportion", True, description)
+       for name, description in PROBE_METRIC_DESCRIPTIONS.items()},
 }
 
 
@@ -141,7 +159,7 @@ def _select(kind: str, wanted: Sequence[str] | None, available: dict, problems: 
     return [(n, v) for n, v in available.items() if n in wanted]
 
 
-def _protocol(metric: str, config: PerplexityConfig | GenerationConfig | TextScoreConfig) -> dict:
+def _protocol(metric: str, config: PerplexityConfig | GenerationConfig | TextScoreConfig | ProbeConfig) -> dict:
     import torch
     import transformers
 
@@ -165,14 +183,17 @@ def _context_of(folder: Path) -> int | None:
     return None
 
 
-def _configs(spec: MetricSpec, ds: DatasetRecord, ppl: PerplexityConfig, gen: GenerationConfig, context: int | None):
+def _configs(spec: MetricSpec, ds: DatasetRecord, ppl: PerplexityConfig, gen: GenerationConfig, context: int | None,
+             cloze: GenerationConfig):
     if spec.name == "generation":
         return gen
-    if spec.table == "text_scores":
+    if spec.table == "text_scores" and spec.name not in PROBE_METRICS:
         return TextScoreConfig(spec.name, gen)
     if context is not None:  # record the window actually used, not "the model's default"
         window = min(ppl.max_length or context, context)
         ppl = replace(ppl, max_length=window, stride=ppl.stride or window)
+    if spec.name in PROBE_METRICS:
+        return probe_config(spec.name, ppl, cloze)
     if spec.name == "completion_perplexity" and ds.kind == "probe":
         return replace(ppl, use_chat_template=False)  # a cloze prompt is plain text, not a chat turn
     return ppl
@@ -187,11 +208,15 @@ def evaluate_workspace(
     device: str = "cpu",
     perplexity_config: PerplexityConfig = PerplexityConfig(),
     generation_config: GenerationConfig = GenerationConfig(max_new_tokens=48),
+    cloze_config: GenerationConfig = CLOZE_GENERATION,
     allow_pickle: bool = False,
     chunk_size: int = 64,
     progress_factory: ProgressFactory | None = None,
 ) -> EvaluationSummary:
     """Fill the results store for the chosen cells; return what was computed and what was cached.
+
+    `generation_config` drives the outputs of `generation` sets, `cloze_config` the cloze outputs of
+    `probe` sets (always without a chat template).
 
     Raises:
         EvalCoreError: an unknown checkpoint, dataset or metric name (with "did you mean"), or a
@@ -215,14 +240,15 @@ def evaluate_workspace(
     chosen_models: list[tuple[str, CheckpointRecord]] = _select("checkpoint", checkpoint_names, models)  # type: ignore[assignment]
     chosen_sets: list[DatasetRecord] = [d for _, d in _select("dataset", dataset_names, {d.name: d for d in ws.datasets}, ws.problems)]  # type: ignore[misc]
     specs = [get_metric(m) for m in metric_names] if metric_names else list(METRICS.values())
-    if any(s.table == "text_scores" for s in specs) and METRICS["generation"] not in specs:
+    if any(s.table == "text_scores" and "generation" in s.dataset_kinds for s in specs) and METRICS["generation"] not in specs:
         specs.insert(0, METRICS["generation"])  # text metrics score the outputs, so make them first
     errors = [p for p in ws.problems if p.severity == "error"]
     if not chosen_models or not chosen_sets:
         raise EvalCoreError("nothing to evaluate: the workspace has no usable checkpoint or dataset"
                             + (f" ({errors[0].message})" if errors else ""))
 
-    data = {d.name: read_heldout_set(Path(ws.root) / d.path, kind=d.kind, columns=d.column_map) for d in chosen_sets}
+    data = {d.name: resolve_answers(read_heldout_set(Path(ws.root) / d.path, kind=d.kind, columns=d.column_map))
+            for d in chosen_sets}
     ids = {name: example_ids(ds) for name, ds in data.items()}
     hashes = {name: example_hashes(ds) for name, ds in data.items()}
     store.upsert_reference(checkpoints, [
@@ -236,31 +262,43 @@ def evaluate_workspace(
     base_dir = Path(ws.root) / ws.base_model.path if ws.base_model else None
     with models_in_turn():
         for model_name, ckpt in chosen_models:
-            todo, text_todo = [], {}
+            todo, text_todo, probe_todo = [], {}, {}
             context = _context_of(Path(ws.root) / ckpt.path) or (_context_of(base_dir) if base_dir else None)
             for d in chosen_sets:
                 for spec in specs:
                     if d.kind not in spec.dataset_kinds:
                         continue
-                    cfg = _configs(spec, d, perplexity_config, generation_config, context)
+                    cfg = _configs(spec, d, perplexity_config, generation_config, context, cloze_config)
                     h = cfg.config_hash()
                     store.upsert_reference(protocols, [{"config_hash": h, "metric": spec.name,
                                                         "protocol": json.dumps(_protocol(spec.name, cfg), sort_keys=True)}])
+                    keys = list(zip(ids[d.name], hashes[d.name], strict=True))
+                    if spec.name in PROBE_METRICS:  # multiple choice: only items with choices
+                        keys = [k for k, ok in zip(keys, applicable(spec.name, data[d.name]), strict=True) if ok]
+                        if not keys:
+                            continue
                     have = store.existing_keys(spec.table, ckpt.fingerprint, d.name, spec.name, h)
-                    missing = [k for k in zip(ids[d.name], hashes[d.name], strict=True) if k not in have]
-                    cell = CellResult(model_name, d.name, spec.name, cached=len(ids[d.name]) - len(missing))
+                    missing = [k for k in keys if k not in have]
+                    cell = CellResult(model_name, d.name, spec.name, cached=len(keys) - len(missing))
                     summary.cells.append(cell)
-                    if missing and spec.table == "text_scores":
+                    if missing and spec.name in PROBE_METRICS:
+                        probe_todo.setdefault(d.name, []).append(ProbeTask(cfg, missing, cell))
+                    elif missing and spec.table == "text_scores":
                         text_todo.setdefault(d.name, []).append(TextTask(cfg, missing, cell))
                     elif missing:
                         todo.append((d, spec, cfg, h, missing, cell))
-            if todo:
-                with open_model(Path(ws.root) / ckpt.path, base_model=base_dir, allow_pickle=allow_pickle) as lm:
+            need = bool(todo) or any(needs_model(store, t, ckpt.fingerprint, n) for n, t in probe_todo.items())
+            opened = open_model(Path(ws.root) / ckpt.path, base_model=base_dir, allow_pickle=allow_pickle) if need else nullcontext()
+            with opened as lm:
+                if lm is not None:
                     lm.model.to(_device(device))
-                    for d, spec, cfg, h, missing, cell in todo:
-                        advance = progress_factory(f"{model_name} · {d.name} · {spec.name}", len(missing)) if progress_factory else None
-                        run_task(store, lm, data[d.name], ids[d.name], missing, spec.name, cfg, h,
-                                 ckpt.fingerprint, d.name, chunk_size, cell, advance)
+                for d, spec, cfg, h, missing, cell in todo:
+                    advance = progress_factory(f"{model_name} · {d.name} · {spec.name}", len(missing)) if progress_factory else None
+                    run_task(store, lm, data[d.name], ids[d.name], missing, spec.name, cfg, h,
+                             ckpt.fingerprint, d.name, chunk_size, cell, advance)
+                for name, tasks in probe_todo.items():
+                    advance = progress_factory(f"{model_name} · {name} · probes", probe_work(tasks)) if progress_factory else None
+                    run_probe_tasks(store, lm, data[name], ids[name], tasks, ckpt.fingerprint, name, chunk_size, advance)
             for name, tasks in text_todo.items():
                 n = len({k for t in tasks for k in t.missing})
                 advance = progress_factory(f"{model_name} · {name} · text metrics", n) if progress_factory else None

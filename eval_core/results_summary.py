@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 from eval_core.errors import EvalCoreError
 from eval_core.perplexity import NllStats, summarize, total
+from eval_core.probe_scoring import PROBE_METRICS
 from eval_core.results_store import ResultsStore, checkpoints, datasets, generations, nll_scores, redact, text_scores
 from eval_core.significance import DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_interval
 from eval_core.version import __version__
@@ -71,7 +72,11 @@ def collect_results(store: ResultsStore, include_examples: bool = True) -> dict:
                  "ci_method": iv.method, "seed": iv.seed, "n_resamples": iv.n_resamples,
                  "signature": (proto.get("config") or {}).get("signature")}
         if include_examples:
-            entry["per_example"] = [{"id": r["example_id"], "value": r["value"]} for r in rows]
+            entry["per_example"] = [
+                # Probe statistics say which choice was picked (docs/probe-suites.md).
+                {"id": r["example_id"], "value": r["value"], **({"stats": json.loads(r["stats"])} if key[2] in PROBE_METRICS else {})}
+                for r in rows
+            ]
         out.append(entry)
     return {"schema": RESULTS_SCHEMA, "schema_version": RESULTS_SCHEMA_VERSION, "app_version": __version__,
             "database": redact(store.url), "results": out}
