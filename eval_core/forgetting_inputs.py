@@ -1,0 +1,137 @@
+"""Read what the forgetting analysis needs from the results store (eval_core.forgetting is pure).
+
+- probe sets (kind `probe`): per item, the 0/1 values of `mc_acc`, `mc_acc_norm`, `cloze_exact`,
+  `cloze_contains` from `text_scores`; the model's answer is the chosen choice (from the stored
+  chosen index and the file's choices) or the stored cloze output (`generations`);
+- general text (kind `text`): per document `(nll_sum, byte_count)` of the `perplexity` rows;
+- the domain set (the first `generation` set with `completion_perplexity`, or the one named):
+  per example `(nll_sum, token_count)`.
+When a cell was computed under several protocols (config hashes), the newest row of each example is
+used. The base model is the store's checkpoint without a run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from eval_core.errors import EvalCoreError
+from eval_core.forgetting import SCORE_KINDS, ForgettingInputs, Key, ModelResults, ProbeItem
+from eval_core.heldout_sets import read_heldout_set
+from eval_core.results_store import (
+    ResultsStore,
+    checkpoints,
+    database_url,
+    datasets,
+    generations,
+    nll_scores,
+    text_scores,
+)
+from eval_core.workspace import load_config
+
+
+def _newest(rows: list[dict]) -> list[dict]:
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["checkpoint_fp"], r["dataset"], r["example_id"], r["metric"])
+        if key not in best or r["created_at"] > best[key]["created_at"]:
+            best[key] = r
+    return list(best.values())
+
+
+def _items(root: Path, row: dict) -> tuple[dict[Key, ProbeItem], dict[Key, list[str]]]:
+    ds = read_heldout_set(root / row["path"], kind=row.get("kind") or None)
+    n = len(ds.lines)
+    col = lambda role: ds.values(role) if role in ds.column_map else [None] * n  # noqa: E731
+    ids = [str(v) for v in ds.values("id")] if "id" in ds.column_map else [f"row-{line}" for line in ds.lines]
+    items, choices = {}, {}
+    for i, cat, prompt, answer, ch in zip(ids, col("category"), col("prompt"), col("answer"), col("choices"), strict=True):
+        key = (row["name"], i)
+        if isinstance(answer, int) and isinstance(ch, list) and 0 <= answer < len(ch):
+            answer = ch[answer]
+        items[key] = ProbeItem(row["name"], i, "" if cat is None else str(cat), str(prompt or ""),
+                               "" if answer is None else str(answer))
+        if isinstance(ch, list):
+            choices[key] = [str(c) for c in ch]
+    return items, choices
+
+
+def load_forgetting_inputs(root: Path | str, *, url: str | None = None, domain_dataset: str | None = None) -> ForgettingInputs:
+    """The base model's and every checkpoint's stored per-example results.
+
+    Raises:
+        EvalCoreError: no results store or no base model results in it, or an unknown domain set.
+
+    Example:
+        >>> load_forgetting_inputs(".demo_workspace").base.label  # doctest: +SKIP
+        'base'
+    """
+    root = Path(root)
+    store = ResultsStore(url or database_url(root, load_config(root).database_url))
+    try:
+        ckpts = store.read(checkpoints)
+        sets = {r["name"]: r for r in store.read(datasets)}
+        probe_rows = _newest([r for r in store.read(text_scores) if r["metric"] in SCORE_KINDS])
+        nll_rows = _newest([r for r in store.read(nll_scores) if r["metric"] in ("perplexity", "completion_perplexity")])
+        gen_rows = [r for r in store.read(generations) if sets.get(r["dataset"], {}).get("kind") == "probe"]
+    finally:
+        store.close()
+    bases = [c for c in ckpts if c["run"] is None]
+    if not bases:
+        raise EvalCoreError(f"{root}: no base model results in the store; run `python -m eval_core evaluate --workspace {root}`")
+    runs = {c["run"] for c in ckpts if c["run"] is not None}
+    models = {c["fingerprint"]: ModelResults(
+        "base" if c["run"] is None else c["name"] if len(runs) <= 1 else f"{c['run']}/{c['name']}",
+        c["fingerprint"], c["run"], c["step"]) for c in ckpts}
+    base = models[bases[0]["fingerprint"]]
+
+    probe_sets = sorted({r["dataset"] for r in probe_rows if r["dataset"] in sets})
+    text_sets = sorted({r["dataset"] for r in nll_rows if r["metric"] == "perplexity" and sets.get(r["dataset"], {}).get("kind") == "text"})
+    domain_candidates = sorted({r["dataset"] for r in nll_rows if r["metric"] == "completion_perplexity"
+                                and sets.get(r["dataset"], {}).get("kind") == "generation"})
+    if domain_dataset is not None and domain_dataset not in domain_candidates:
+        raise EvalCoreError(f"no completion_perplexity results for domain set '{domain_dataset}'; with results: "
+                            + (", ".join(domain_candidates) or "(none)"))
+    domain = domain_dataset or (domain_candidates[0] if domain_candidates else None)
+
+    items: dict[Key, ProbeItem] = {}
+    choices: dict[Key, list[str]] = {}
+    for name in (*probe_sets, *text_sets):
+        try:
+            got, ch = _items(root, sets[name])
+        except (EvalCoreError, OSError):
+            continue  # a file that moved or broke since: results stay usable, without categories
+        items.update(got)
+        choices.update(ch)
+
+    newest_output: dict[tuple[str, Key], tuple[float, str]] = {}
+    for r in gen_rows:
+        k = (r["checkpoint_fp"], (r["dataset"], r["example_id"]))
+        if k not in newest_output or r["created_at"] > newest_output[k][0]:
+            newest_output[k] = (r["created_at"], r["text"])
+    for r in probe_rows:
+        m = models.get(r["checkpoint_fp"])
+        if m is None or r["dataset"] not in sets:
+            continue
+        key = (r["dataset"], r["example_id"])
+        m.probe.setdefault(r["metric"], {})[key] = float(r["value"])
+        if r["metric"].startswith("mc_"):
+            stats = json.loads(r["stats"])
+            ch = choices.get(key, [])
+            chosen = int(stats[1]) if len(stats) > 1 else -1
+            answer = ch[chosen] if 0 <= chosen < len(ch) else f"choice {chosen}"
+        else:
+            answer = newest_output.get((r["checkpoint_fp"], key), (0.0, ""))[1]
+        m.answers.setdefault(r["metric"], {})[key] = answer
+    for r in nll_rows:
+        m = models.get(r["checkpoint_fp"])
+        if m is None:
+            continue
+        key = (r["dataset"], r["example_id"])
+        if r["metric"] == "perplexity" and r["dataset"] in text_sets:
+            m.general_text[key] = (float(r["nll_sum"]), float(r["byte_count"]))
+        elif r["metric"] == "completion_perplexity" and r["dataset"] == domain:
+            m.domain[key] = (float(r["nll_sum"]), float(r["token_count"]))
+    others = [m for fp, m in models.items() if fp != base.fingerprint and (m.probe or m.general_text or m.domain)]
+    others.sort(key=lambda m: (m.run is None, m.run or "", m.step if m.step is not None else -1))
+    return ForgettingInputs(base, others, items, probe_sets, text_sets, domain)
