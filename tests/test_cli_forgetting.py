@@ -1,0 +1,76 @@
+"""`python -m eval_core forgetting`: the ftlens.forgetting record on the demo, the table, clean errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from eval_core.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def probed_demo(evaluated_demo, tmp_path_factory) -> Path:
+    """The evaluated demo plus log-likelihood probes and general-text perplexity for its 3 models."""
+    from eval_core.evaluation import evaluate_workspace
+
+    ws = tmp_path_factory.mktemp("probed") / "ws"
+    shutil.copytree(evaluated_demo, ws)
+    evaluate_workspace(ws, checkpoint_names=["base", "checkpoint-6", "checkpoint-36"],
+                       dataset_names=["general_knowledge", "general_text"], metric_names=["mc_acc", "perplexity"])
+    return ws
+
+
+def test_json_record(probed_demo, capsys):
+    assert main(["forgetting", "--workspace", str(probed_demo), "--format", "json", "--resamples", "100", "--seed", "3"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert (record["schema"], record["version"]) == ("ftlens.forgetting", 1)
+    assert (record["seed"], record["n_resamples"], record["threshold"]) == (3, 100, 0.95)
+    assert [c["label"] for c in record["checkpoints"]] == ["checkpoint-6", "checkpoint-36"]
+    c = record["checkpoints"][-1]
+    assert {"step", "retention", "by_category", "forgetting_index", "flips", "domain_gain", "on_frontier"} <= set(c)
+    assert {r["kind"] for r in c["retention"]} == {"mc_acc", "bits_per_byte"}
+    assert all(r["low"] <= r["retention"] <= r["high"] for r in c["retention"])
+    rec = record["recommendation"]
+    assert set(rec) == {"checkpoint", "threshold", "reason"} and rec["reason"]
+
+
+def test_table_and_threshold(probed_demo, capsys):
+    assert main(["forgetting", "--workspace", str(probed_demo), "--resamples", "50", "--threshold", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "general retention" in out and "checkpoint-36" in out
+    # every checkpoint keeps more than 1%: the one with the highest domain gain is named
+    assert "Recommended: checkpoint-36 — checkpoint-36: highest domain gain" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workspace", "/no/such/folder"], "/no/such/folder: not a folder"),
+        (["--threshold", "0"], "--threshold 0.0"),
+        (["--resamples", "0"], "--resamples 0"),
+    ],
+)
+def test_errors_are_one_line_exit_2(tmp_path, capsys, args, message):
+    full = ["forgetting", "--workspace", str(tmp_path), *args] if args[0] != "--workspace" else ["forgetting", *args]
+    assert main(full) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_empty_workspace_says_what_to_run(tmp_path, capsys):
+    assert main(["forgetting", "--workspace", str(tmp_path)]) == 2
+    assert "python -m eval_core evaluate" in capsys.readouterr().err
+
+
+def test_help_renders():
+    for argv in (["--help"], ["forgetting", "--help"]):
+        out = subprocess.run([sys.executable, "-m", "eval_core", *argv], cwd=REPO, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+    assert "95%" in out.stdout
