@@ -40,15 +40,16 @@ TEXT_METRICS_PROTOCOL_VERSION = 1
 ALL_METRICS: tuple[str, ...] = ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match")
 ROUGE_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 SACREBLEU_METRICS = ("bleu", "chrf")
-HIGHER_IS_BETTER = dict.fromkeys(ALL_METRICS, True)
-SCALE = {"bleu": 100.0, "chrf": 100.0, **dict.fromkeys(ROUGE_METRICS, 1.0), "exact_match": 1.0}
+PROBE_OUTCOMES = ("mc_acc", "mc_acc_norm", "cloze_exact", "cloze_contains")  # eval_core.probe_scoring
+HIGHER_IS_BETTER = dict.fromkeys((*ALL_METRICS, *PROBE_OUTCOMES), True)
+SCALE = {"bleu": 100.0, "chrf": 100.0, **dict.fromkeys((*ROUGE_METRICS, "exact_match", *PROBE_OUTCOMES), 1.0)}
 """The top of each metric's range, in the units of its reference library."""
 
 BLEU_TOKENIZERS: tuple[str, ...] = ("13a", "intl", "zh", "char", "none")
 """sacrebleu's tokenizers that work offline with no extra package (spm/flores download a model;
 ja-mecab and ko-mecab need extra packages)."""
 
-PROPORTION_METRICS: tuple[str, ...] = ("exact_match", "mc_acc", "mc_acc_norm", "cloze_exact", "cloze_contains")
+PROPORTION_METRICS: tuple[str, ...] = ("exact_match", *PROBE_OUTCOMES)
 """Per-example 0/1 outcomes whose first statistic is that outcome: the corpus value is its mean (the
 probe metrics are computed by eval_core.probe_scoring and stored beside the text metrics)."""
 

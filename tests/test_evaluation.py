@@ -15,6 +15,7 @@ from eval_core.results_summary import collect_results
 
 MODELS = ["base", "checkpoint-36"]
 FAST_GEN = GenerationConfig(max_new_tokens=4)
+FAST_CLOZE = GenerationConfig(max_new_tokens=2, stop=("\n",), use_chat_template=False)
 
 
 @pytest.fixture
@@ -39,9 +40,10 @@ def append_texts(ws, n: int) -> None:
 
 
 def test_second_run_computes_nothing_and_results_have_protocols(ws):
-    first = evaluate_workspace(ws, checkpoint_names=MODELS, generation_config=FAST_GEN)
+    first = evaluate_workspace(ws, checkpoint_names=MODELS, generation_config=FAST_GEN, cloze_config=FAST_CLOZE)
     assert first.computed > 0 and first.cached == 0
-    second = evaluate_workspace(ws, checkpoint_names=MODELS, generation_config=FAST_GEN)
+    assert {c.metric for c in first.cells} >= {"perplexity", "bleu", "mc_acc", "cloze_exact"}  # every metric by default
+    second = evaluate_workspace(ws, checkpoint_names=MODELS, generation_config=FAST_GEN, cloze_config=FAST_CLOZE)
     assert second.computed == 0 and second.cached == first.computed
     got = results(ws)
     for model in MODELS:
