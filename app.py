@@ -47,6 +47,7 @@ PAGES = [
     st.Page("pages/overview.py", title="Overview", icon="🏠", url_path="home", default=True),
     st.Page("pages/training_curves.py", title="Training curves", icon="📈", url_path="curves"),
     st.Page("pages/metrics.py", title="Metrics", icon="📊", url_path="scores"),
+    st.Page("pages/forgetting.py", title="Forgetting", icon="🧠", url_path="retention"),
 ]
 
 

@@ -28,6 +28,7 @@ def clear() -> None:
     workspace_summary.clear()
     run_curves.clear()
     clear_results()
+    forgetting_report.clear()
 
 
 def clear_results() -> None:
@@ -85,3 +86,14 @@ def comparison(root: str, version: tuple | None, name: str, generation_hash: str
                wrong_below: float, seed: int, n_resamples: int) -> Comparison:
     return compare(results_of(root, version, name, generation_hash), a, b, metric, wrong_below=wrong_below,
                    seed=seed, n_resamples=n_resamples)
+
+
+@st.cache_data(max_entries=16, show_spinner="Bootstrapping retention intervals…")
+def forgetting_report(root: str, version: tuple | None, threshold: float, seed: int, n_resamples: int):
+    """The ftlens.forgetting report of the stored results (None when there is no database yet)."""
+    from eval_core.forgetting import analyse_forgetting
+    from eval_core.forgetting_inputs import load_forgetting_inputs
+
+    if version is None:
+        return None
+    return analyse_forgetting(load_forgetting_inputs(root), threshold=threshold, seed=seed, n_resamples=n_resamples)
