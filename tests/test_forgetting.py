@@ -164,3 +164,15 @@ def test_demo_shows_forgetting(evaluated_demo, tmp_path):
     assert {r.kind for r in last.retention} == {"mc_acc", "mc_acc_norm", "bits_per_byte"}
     probe_categories = {r.category for r in last.by_category if r.kind == "mc_acc"}
     assert probe_categories == {"science", "geography", "history", "language", "arithmetic", "code"}
+
+
+def test_figures_of_a_hand_made_report():
+    from eval_core.forgetting_figures import frontier_figure, retention_rows, retention_step_figure
+
+    report = analyse_forgetting(_inputs(), n_resamples=50)
+    fig = retention_step_figure(report, "mc_acc")
+    assert list(fig.data[0].x) == [1, 2] and list(fig.data[0].y) == pytest.approx([4 / 3, 2 / 3])
+    assert fig.data[1].yaxis == "y2" and fig.layout.xaxis.title.text == "training step"
+    assert [lbl for lbl, _, _ in retention_rows(report, "mc_acc", "sci")] == ["checkpoint-1", "checkpoint-2"]
+    names = [t.name for t in frontier_figure(report).data]
+    assert names == ["checkpoints", "Pareto frontier", "recommended: checkpoint-1"]
