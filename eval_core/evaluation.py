@@ -30,7 +30,7 @@ from pathlib import Path
 
 from eval_core.errors import EvalCoreError
 from eval_core.generation import GenerationConfig
-from eval_core.heldout_sets import HeldoutSet, read_heldout_set
+from eval_core.heldout_sets import HeldoutSet, example_ids, read_heldout_set
 from eval_core.nll_scoring import PerplexityConfig
 from eval_core.probe_scoring import (
     CLOZE_GENERATION,
@@ -126,12 +126,6 @@ class EvaluationSummary:
     def to_dict(self) -> dict:
         return {"schema": "ftlens.evaluation", "schema_version": 1, "database": self.database,
                 "computed": self.computed, "cached": self.cached, "cells": [c.__dict__ for c in self.cells]}
-
-
-def example_ids(ds: HeldoutSet) -> list[str]:
-    if "id" in ds.column_map:
-        return [str(v) for v in ds.values("id")]
-    return [f"row-{line}" for line in ds.lines]
 
 
 def example_hashes(ds: HeldoutSet) -> list[str]:

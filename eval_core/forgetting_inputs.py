@@ -17,33 +17,25 @@ from pathlib import Path
 
 from eval_core.errors import EvalCoreError
 from eval_core.forgetting import SCORE_KINDS, ForgettingInputs, Key, ModelResults, ProbeItem
-from eval_core.heldout_sets import read_heldout_set
+from eval_core.heldout_sets import example_ids, read_heldout_set
 from eval_core.results_store import (
     ResultsStore,
     checkpoints,
     database_url,
     datasets,
     generations,
+    newest_per_example,
     nll_scores,
     text_scores,
 )
 from eval_core.workspace import load_config
 
 
-def _newest(rows: list[dict]) -> list[dict]:
-    best: dict[tuple, dict] = {}
-    for r in rows:
-        key = (r["checkpoint_fp"], r["dataset"], r["example_id"], r["metric"])
-        if key not in best or r["created_at"] > best[key]["created_at"]:
-            best[key] = r
-    return list(best.values())
-
-
 def _items(root: Path, row: dict) -> tuple[dict[Key, ProbeItem], dict[Key, list[str]]]:
     ds = read_heldout_set(root / row["path"], kind=row.get("kind") or None)
     n = len(ds.lines)
     col = lambda role: ds.values(role) if role in ds.column_map else [None] * n  # noqa: E731
-    ids = [str(v) for v in ds.values("id")] if "id" in ds.column_map else [f"row-{line}" for line in ds.lines]
+    ids = example_ids(ds)
     items, choices = {}, {}
     for i, cat, prompt, answer, ch in zip(ids, col("category"), col("prompt"), col("answer"), col("choices"), strict=True):
         key = (row["name"], i)
@@ -71,8 +63,8 @@ def load_forgetting_inputs(root: Path | str, *, url: str | None = None, domain_d
     try:
         ckpts = store.read(checkpoints)
         sets = {r["name"]: r for r in store.read(datasets)}
-        probe_rows = _newest([r for r in store.read(text_scores) if r["metric"] in SCORE_KINDS])
-        nll_rows = _newest([r for r in store.read(nll_scores) if r["metric"] in ("perplexity", "completion_perplexity")])
+        probe_rows = newest_per_example([r for r in store.read(text_scores) if r["metric"] in SCORE_KINDS], by_config=False)
+        nll_rows = newest_per_example([r for r in store.read(nll_scores) if r["metric"] in ("perplexity", "completion_perplexity")], by_config=False)
         gen_rows = [r for r in store.read(generations) if sets.get(r["dataset"], {}).get("kind") == "probe"]
     finally:
         store.close()

@@ -356,3 +356,10 @@ def read_heldout_set(
         rows=rows,
         lines=lines,
     )
+
+
+def example_ids(ds: HeldoutSet) -> list[str]:
+    """Each example's id: its `id` column, else "row-<line>" (stable while lines are only appended)."""
+    if "id" in ds.column_map:
+        return [str(v) for v in ds.values("id")]
+    return [f"row-{line}" for line in ds.lines]

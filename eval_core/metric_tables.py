@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eval_core.errors import EvalCoreError
-from eval_core.heldout_sets import read_heldout_set
+from eval_core.heldout_sets import example_ids, read_heldout_set
 from eval_core.results_store import (
     ResultsStore,
     checkpoints,
     database_url,
     datasets,
     generations,
+    newest_per_example,
     nll_scores,
     text_scores,
 )
@@ -155,9 +156,9 @@ def load_dataset_results(root: Path | str, url: str | None = None) -> list[Datas
         ckpts = {r["fingerprint"]: r for r in store.read(checkpoints)}
         sets = {r["name"]: r for r in store.read(datasets)}
         protos = store.protocols()
-        text_rows = store.read(text_scores)
-        gen_rows = store.read(generations)
-        nll_rows = [r for r in store.read(nll_scores) if r["metric"] == PERPLEXITY]
+        text_rows = newest_per_example(store.read(text_scores))
+        gen_rows = newest_per_example(store.read(generations))
+        nll_rows = newest_per_example((r for r in store.read(nll_scores) if r["metric"] == PERPLEXITY), by_config=False)
     finally:
         store.close()
     by_cell: dict[tuple[str, str], list[dict]] = defaultdict(list)  # (dataset, generation hash)
@@ -202,7 +203,7 @@ def load_dataset_results(root: Path | str, url: str | None = None) -> list[Datas
 
 def _examples(root: Path, dataset_row: dict) -> dict[str, Example]:
     ds = read_heldout_set(root / dataset_row["path"], kind=dataset_row.get("kind") or None)
-    ids = [str(v) for v in ds.values("id")] if "id" in ds.column_map else [f"row-{line}" for line in ds.lines]
+    ids = example_ids(ds)
     cats = ds.values("category") if "category" in ds.column_map else [None] * len(ids)
     prompts = ds.values("prompt") if "prompt" in ds.column_map else [""] * len(ids)
     refs = ds.values("reference") if "reference" in ds.column_map else [""] * len(ids)

@@ -94,6 +94,21 @@ text_scores = sa.Table(
 )
 
 
+def newest_per_example(rows: Iterable[dict], *, by_config: bool = True) -> list[dict]:
+    """One row per (checkpoint, dataset, example id, metric[, config hash]): the newest.
+
+    An edited example keeps its id but gets a new example hash, so its older rows stay in the store;
+    every reader reports the newest one. `by_config=False` also lets a newer configuration's row
+    replace an older configuration's.
+    """
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["checkpoint_fp"], r["dataset"], r["example_id"], r.get("metric"), r["config_hash"] if by_config else None)
+        if key not in best or r["created_at"] >= best[key]["created_at"]:
+            best[key] = r
+    return list(best.values())
+
+
 def database_url(root: Path, configured: str | None = None) -> str:
     """The store's URL: FTLENS_DATABASE_URL, else the workspace config, else SQLite in .ftlens/."""
     url = os.environ.get(ENV_DATABASE_URL) or configured

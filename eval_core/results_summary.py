@@ -16,7 +16,16 @@ from collections.abc import Iterator
 from eval_core.errors import EvalCoreError
 from eval_core.perplexity import NllStats, summarize, total
 from eval_core.probe_scoring import PROBE_METRICS
-from eval_core.results_store import ResultsStore, checkpoints, datasets, generations, nll_scores, redact, text_scores
+from eval_core.results_store import (
+    ResultsStore,
+    checkpoints,
+    datasets,
+    generations,
+    newest_per_example,
+    nll_scores,
+    redact,
+    text_scores,
+)
 from eval_core.significance import DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_interval
 from eval_core.version import __version__
 
@@ -84,17 +93,10 @@ def collect_results(store: ResultsStore, include_examples: bool = True) -> dict:
 
 def _latest_per_example(rows: list[dict], sets: dict, metric_of) -> dict[tuple, list[dict]]:
     """Rows grouped by cell, keeping per example id its newest row, for ids the dataset still has."""
-    newest: dict[tuple, dict] = {}
-    for r in rows:
-        current = sets.get(r["dataset"])
-        if current is not None and r["example_id"] not in _ids(current):
-            continue
-        key = (r["checkpoint_fp"], r["dataset"], metric_of(r), r["config_hash"], r["example_id"])
-        if key not in newest or r["created_at"] >= newest[key]["created_at"]:
-            newest[key] = r
+    kept = [r for r in rows if r["dataset"] not in sets or r["example_id"] in _ids(sets[r["dataset"]])]
     cells: dict[tuple, list[dict]] = defaultdict(list)
-    for key, r in newest.items():
-        cells[key[:4]].append(r)
+    for r in newest_per_example(kept):
+        cells[(r["checkpoint_fp"], r["dataset"], metric_of(r), r["config_hash"])].append(r)
     return cells
 
 

@@ -192,3 +192,14 @@ def test_score_overlays_per_run(evaluated):
     (overlay,) = score_overlays(rows, ["support-ft", "other-run"], "support_test chrf")
     assert overlay.steps == (6, 36) and overlay.unit == "chrf" and overlay.run == "support-ft"
     assert overlay.values == tuple(r.interval.value for r in metric_by_step(evaluated, "chrf"))
+
+
+def test_newest_row_per_example_wins_everywhere():
+    from eval_core.results_store import newest_per_example
+
+    row = {"checkpoint_fp": "c", "dataset": "d", "example_id": "1", "metric": "bleu", "config_hash": "h"}
+    old, edited = {**row, "example_hash": "a", "created_at": 1.0}, {**row, "example_hash": "b", "created_at": 2.0}
+    other_config = {**row, "config_hash": "h2", "example_hash": "a", "created_at": 3.0}
+    assert newest_per_example([edited, old]) == [edited]
+    assert len(newest_per_example([old, edited, other_config])) == 2  # one per configuration
+    assert newest_per_example([old, edited, other_config], by_config=False) == [other_config]
