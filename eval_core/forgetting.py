@@ -16,9 +16,17 @@ every checkpoint against the base model, on the SAME examples:
   checkpoint value on those same indices; the interval is the sorted resampled retentions at indices
   n//40 and n - n//40 - 1 (sacrebleu's percentile procedure, as `significance.bootstrap_interval`).
   Resamples whose base value is 0 are left out and counted in ``undefined_resamples``.
-- **General retention** of a checkpoint: the unweighted mean of its defined per-kind retentions
-  (whole sets, not categories). **Forgetting index**: ``max(0, 1 - general_retention)``: 0 when
-  nothing was lost on average, 0.2 when a fifth was. Both None when no kind is defined.
+- **Chance level**: a multiple-choice retention is *informative* only when the base model scores
+  above chance on those items: the lower end of the Wilson 95% interval of the base's share right
+  is above the mean of 1/len(choices). A base at chance knows nothing the checkpoint could forget, so
+  such a ratio is shown (flagged, with the reason) but left out of the general retention. Items of
+  unknown choice count are assumed informative; cloze and bits per byte have no chance level.
+- **General retention** of a checkpoint: the unweighted mean over the three probe families
+  (`FAMILIES`: general text, multiple choice, cloze) of each family's retention, itself the mean of
+  the family's defined, informative per-metric retentions (whole sets, not categories), so a family
+  with two metrics weighs as much as one with one. **Forgetting index**:
+  ``max(0, 1 - general_retention)``: 0 when nothing was lost on average, 0.2 when a fifth was. Both
+  None when no family has an informative retention.
 - **Flipped items** per 0/1 kind: ``lost`` (right at base, wrong at the checkpoint) and ``gained``
   (wrong at base, right at the checkpoint), with ids and both answers.
 - **Domain gain** on the domain set: ``base_ppl / checkpoint_ppl - 1`` of token-weighted completion
@@ -42,39 +50,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+
+from eval_core.retention import (  # noqa: F401 - re-exported: the analysis API names them
+    BPB,
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    DEFAULT_THRESHOLD,
+    FAMILIES,
+    KINDS,
+    MC_KINDS,
+    SCORE_KINDS,
+    Retention,
+    chance_check,
+    paired_retention,
+    wilson_interval,
+)
 
 SCHEMA = "ftlens.forgetting"
-SCHEMA_VERSION = 1
-DEFAULT_SEED = 12345  # the project's bootstrap seed (sacrebleu's default), recorded in every record
-DEFAULT_RESAMPLES = 1000
-DEFAULT_THRESHOLD = 0.95  # "keeps at least 95% of what the base knew", the issue's default
-
-SCORE_KINDS = ("mc_acc", "mc_acc_norm", "cloze_exact", "cloze_contains")
-BPB = "bits_per_byte"
-KINDS = (*SCORE_KINDS, BPB)
-_LN2 = math.log(2)
+SCHEMA_VERSION = 2  # 2: probe families, chance level
 
 Key = tuple[str, str]  # (dataset name, example id)
-
-
-@dataclass(frozen=True)
-class Retention:
-    """Checkpoint against base on one probe kind, over the whole set (category None) or a category."""
-
-    kind: str
-    category: str | None
-    base_value: float | None
-    checkpoint_value: float | None
-    retention: float | None  # None: undefined, see undefined_reason
-    low: float | None
-    high: float | None
-    n: int
-    n_resamples: int
-    seed: int
-    undefined_reason: str | None = None
-    undefined_resamples: int = 0
-    method: str = "paired bootstrap percentile 95% (same example indices for base and checkpoint)"
 
 
 @dataclass(frozen=True)
@@ -99,6 +95,7 @@ class ProbeItem:
     category: str
     prompt: str = ""
     answer: str = ""
+    n_choices: int = 0  # multiple choice: how many choices (0: not multiple choice, or unknown)
 
 
 @dataclass
@@ -143,6 +140,7 @@ class CheckpointForgetting:
     domain_gain: float | None
     on_frontier: bool
     flips: list[Flip]
+    family_retention: dict[str, float | None] = field(default_factory=dict)  # FAMILIES name -> retention
 
 
 @dataclass(frozen=True)
@@ -171,84 +169,34 @@ class ForgettingReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> ForgettingReport:
+        """The inverse of `to_dict` (a record read back from the store or a JSON file).
+
+        Raises:
+            ValueError: the record is another schema or version.
+        """
+        if data.get("schema") != SCHEMA or data.get("version") != SCHEMA_VERSION:
+            raise ValueError(f"not a {SCHEMA} v{SCHEMA_VERSION} record: {data.get('schema')} v{data.get('version')}")
+        ckpts = [CheckpointForgetting(**{**c, "retention": [Retention(**r) for r in c["retention"]],
+                                         "by_category": [Retention(**r) for r in c["by_category"]],
+                                         "flips": [Flip(**f) for f in c["flips"]]})
+                 for c in data["checkpoints"]]
+        return cls(**{**data, "checkpoints": ckpts, "recommendation": Recommendation(**data["recommendation"])})
+
 
 DEFINITIONS = {
     "retention_score": "checkpoint_score / base_score (share of items right), same items",
     "retention_bits_per_byte": "base_bpb / checkpoint_bpb, bpb = sum nll (nats) / (ln 2 * sum bytes)",
     "interval": "paired bootstrap: same resampled indices for base and checkpoint; sorted retentions at n//40, n-n//40-1",
-    "general_retention": "unweighted mean of the defined per-kind retentions (whole sets)",
+    "chance_level": "multiple choice is informative when the base's Wilson 95% lower bound of share right exceeds mean 1/len(choices)",
+    "family_retention": "mean of the family's defined, informative per-metric retentions (whole sets)",
+    "general_retention": "unweighted mean of the defined family retentions (general text, multiple choice, cloze)",
     "forgetting_index": "max(0, 1 - general_retention)",
     "domain_gain": "base_ppl / checkpoint_ppl - 1, token-weighted completion perplexity on the domain set",
     "frontier": "Pareto frontier of (domain_gain, general_retention), both higher is better",
     "recommendation": "highest domain_gain with general_retention >= threshold; ties: higher retention, earlier step; none if no checkpoint qualifies",
 }
-
-
-def _ratio(num: Sequence[float], den: Sequence[float]) -> float | None:
-    d = math.fsum(den)
-    return math.fsum(num) / d if d else None
-
-
-def paired_retention(
-    kind: str,
-    base: Sequence[float] | Sequence[tuple[float, float]],
-    checkpoint: Sequence[float] | Sequence[tuple[float, float]],
-    *,
-    category: str | None = None,
-    seed: int = DEFAULT_SEED,
-    n_resamples: int = DEFAULT_RESAMPLES,
-) -> Retention:
-    """Retention of `checkpoint` against `base` on the same examples, with a paired bootstrap interval.
-
-    Args:
-        kind: one of KINDS. For the 0/1 kinds `base`/`checkpoint` are per-example values; for
-            `bits_per_byte` they are per-document (nll_sum in nats, byte_count) pairs.
-        base, checkpoint: aligned: element i of both is the same example.
-
-    Example:
-        >>> paired_retention("bits_per_byte", [(2.0, 1), (2.0, 1)], [(4.0, 1), (4.0, 1)]).retention
-        0.5
-    """
-    import numpy as np
-
-    if kind not in KINDS:
-        raise ValueError(f"unknown probe kind '{kind}'; known: {', '.join(KINDS)}")
-    if len(base) != len(checkpoint):
-        raise ValueError(f"{kind}: base has {len(base)} examples, checkpoint {len(checkpoint)}; they must be the same examples")
-    n = len(base)
-    if kind == BPB:
-        b = np.asarray(base, dtype="float64").reshape(n, 2)
-        c = np.asarray(checkpoint, dtype="float64").reshape(n, 2)
-        b_num, b_den, c_num, c_den = b[:, 0] / _LN2, b[:, 1], c[:, 0] / _LN2, c[:, 1]
-    else:
-        b_num, c_num = np.asarray(base, dtype="float64"), np.asarray(checkpoint, dtype="float64")
-        b_den = c_den = np.ones(n)
-    base_value, ckpt_value = _ratio(b_num, b_den), _ratio(c_num, c_den)
-
-    def undefined(reason: str) -> Retention:
-        return Retention(kind, category, base_value, ckpt_value, None, None, None, n, n_resamples, seed, reason)
-
-    if n == 0:
-        return undefined("no examples scored by both the base and the checkpoint")
-    # Retention is the ratio good/good: score kinds ckpt/base, bits per byte base/ckpt.
-    top, bottom = (base_value, ckpt_value) if kind == BPB else (ckpt_value, base_value)
-    if not bottom:
-        which = "checkpoint's bits per byte" if kind == BPB else "base model's score"
-        return undefined(f"the {which} is 0 on these {n} examples, so a ratio to it is undefined")
-    value = float(top) / float(bottom)  # type: ignore[arg-type]
-    if n_resamples < 1:
-        raise ValueError("the number of bootstrap resamples must be at least 1")
-    idx = np.random.default_rng(seed).choice(n, size=(n_resamples, n), replace=True)
-    b_res = b_num[idx].sum(1) / b_den[idx].sum(1)  # shape (n_resamples,)
-    c_res = c_num[idx].sum(1) / c_den[idx].sum(1)
-    top_r, bottom_r = (b_res, c_res) if kind == BPB else (c_res, b_res)
-    ok = bottom_r > 0
-    sampled = np.sort(top_r[ok] / bottom_r[ok])
-    m = len(sampled)
-    lower = m // 40
-    low, high = (float(sampled[lower]), float(sampled[m - lower - 1])) if m else (None, None)
-    return Retention(kind, category, base_value, ckpt_value, value, low, high, n, n_resamples, seed,
-                     None, int(n_resamples - m))
 
 
 def _paired(kind: str, base: ModelResults, ckpt: ModelResults) -> tuple[list[Key], list, list]:
@@ -258,26 +206,53 @@ def _paired(kind: str, base: ModelResults, ckpt: ModelResults) -> tuple[list[Key
     return keys, [b[k] for k in keys], [c[k] for k in keys]
 
 
+def _with_chance(r: Retention, inputs: ForgettingInputs, keys: Sequence[Key], base_values: Sequence[float]) -> Retention:
+    if r.kind not in MC_KINDS:
+        return r
+    n_choices = [inputs.items[k].n_choices if k in inputs.items else 0 for k in keys]
+    chance, informative, reason = chance_check(base_values, n_choices)
+    return replace(r, chance=chance, informative=informative, uninformative_reason=reason)
+
+
 def checkpoint_retention(inputs: ForgettingInputs, ckpt: ModelResults, *, seed: int = DEFAULT_SEED,
                          n_resamples: int = DEFAULT_RESAMPLES) -> tuple[list[Retention], list[Retention]]:
-    """(per kind over the whole sets, per kind and category) for kinds the base and checkpoint share."""
+    """(per kind over the whole sets, per kind and category) for kinds the base and checkpoint share;
+    multiple-choice retentions carry their chance level and whether the base is above it."""
     whole, by_cat = [], []
     for kind in KINDS:
         keys, b, c = _paired(kind, inputs.base, ckpt)
         if not keys:
             continue
-        whole.append(paired_retention(kind, b, c, seed=seed, n_resamples=n_resamples))
+        whole.append(_with_chance(paired_retention(kind, b, c, seed=seed, n_resamples=n_resamples), inputs, keys, b))
         cats = sorted({inputs.items[k].category for k in keys if k in inputs.items and inputs.items[k].category})
         for cat in cats:
             pos = [i for i, k in enumerate(keys) if k in inputs.items and inputs.items[k].category == cat]
-            by_cat.append(paired_retention(kind, [b[i] for i in pos], [c[i] for i in pos], category=cat,
-                                           seed=seed, n_resamples=n_resamples))
+            r = paired_retention(kind, [b[i] for i in pos], [c[i] for i in pos], category=cat, seed=seed,
+                                 n_resamples=n_resamples)
+            by_cat.append(_with_chance(r, inputs, [keys[i] for i in pos], [b[i] for i in pos]))
     return whole, by_cat
 
 
+def family_retention(retentions: Sequence[Retention]) -> dict[str, float | None]:
+    """Per probe family: the mean of its defined, informative whole-set retentions (None: none)."""
+    out: dict[str, float | None] = {}
+    for family, kinds in FAMILIES.items():
+        vals = [r.retention for r in retentions
+                if r.category is None and r.kind in kinds and r.retention is not None and r.informative]
+        out[family] = sum(vals) / len(vals) if vals else None
+    return out
+
+
 def general_retention(retentions: Sequence[Retention]) -> float | None:
-    """Unweighted mean of the defined whole-set retentions (None when none is defined)."""
-    vals = [r.retention for r in retentions if r.category is None and r.retention is not None]
+    """Unweighted mean of the defined family retentions (None when no family has one).
+
+    Example:
+        >>> rs = [Retention("mc_acc", None, .8, .6, .75, None, None, 9, 0, 0), Retention("mc_acc_norm", None, .8, .8, 1.0,
+        ...       None, None, 9, 0, 0), Retention("bits_per_byte", None, 1.0, 2.0, 0.5, None, None, 9, 0, 0)]
+        >>> general_retention(rs)   # (mean(0.75, 1.0) + 0.5) / 2
+        0.6875
+    """
+    vals = [v for v in family_retention(retentions).values() if v is not None]
     return sum(vals) / len(vals) if vals else None
 
 
@@ -368,16 +343,20 @@ def recommend(points: Sequence[Point], threshold: float = DEFAULT_THRESHOLD) -> 
     reason = (f"{pick.label}: highest domain gain ({pick.gain:+.0%}) among checkpoints keeping "  # type: ignore[str-format]
               f">= {_pct(threshold)} general retention")
     more = [p for p in full if p.gain > pick.gain and p.retention < threshold]  # type: ignore[operator]
-    if more:
+    if len(more) in (1, 2):
         s = "s" if len(more) == 1 else ""
         reason += (f"; {'/'.join(p.label for p in more)} gain{s} more but retain{s} "
                    + "/".join(_pct(p.retention) for p in more))  # type: ignore[arg-type]
+    elif more:  # a long run: name the range, not every checkpoint
+        kept = sorted(p.retention for p in more)  # type: ignore[type-var]
+        reason += (f"; {len(more)} other checkpoints gain more (up to {max(p.gain for p in more):+.0%}) "  # type: ignore[type-var]
+                   f"but retain only {_pct(kept[0])}-{_pct(kept[-1])}")
     return Recommendation(pick.label, threshold, reason)
 
 
 def analyse_forgetting(inputs: ForgettingInputs, *, threshold: float = DEFAULT_THRESHOLD, seed: int = DEFAULT_SEED,
                        n_resamples: int = DEFAULT_RESAMPLES) -> ForgettingReport:
-    """Everything above for every checkpoint in `inputs`, as one `ftlens.forgetting` v1 record."""
+    """Everything above for every checkpoint in `inputs`, as one `ftlens.forgetting` v2 record."""
     rows = []
     for ckpt in inputs.checkpoints:
         whole, by_cat = checkpoint_retention(inputs, ckpt, seed=seed, n_resamples=n_resamples)
@@ -387,7 +366,7 @@ def analyse_forgetting(inputs: ForgettingInputs, *, threshold: float = DEFAULT_T
     points = [Point(c.label, c.step, gain, general) for c, _, _, general, _, gain in rows]
     frontier = set(pareto_frontier(points))
     out = [CheckpointForgetting(c.label, c.run, c.step, c.fingerprint, whole, by_cat, general, forgetting_index(general),
-                                ppl, gain, c.label in frontier, flips(inputs, c))
+                                ppl, gain, c.label in frontier, flips(inputs, c), family_retention(whole))
            for c, whole, by_cat, general, ppl, gain in rows]
     return ForgettingReport(inputs.base.label, domain_perplexity(inputs.base), threshold, seed, n_resamples,
                             list(inputs.probe_datasets), list(inputs.general_text_datasets), inputs.domain_dataset, out,

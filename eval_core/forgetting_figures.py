@@ -1,8 +1,9 @@
 """Plotly figures of a forgetting report: retention by step beside domain gain, gain vs retention.
 
 `retention_step_figure` draws, per training step, the retention of one probe kind (and category)
-with its paired bootstrap 95% interval as error bars on the left axis, and the domain gain on a
-second axis; a dashed line marks the threshold. `frontier_figure` is the scatter of (general
+with its paired bootstrap 95% interval as error bars on the left axis (for whole sets, also the general
+retention), and the domain gain on a second axis; a dashed line marks the threshold and a red line the
+recommended checkpoint's step. `frontier_figure` is the scatter of (general
 retention, domain gain) per checkpoint, the Pareto frontier as a line, the recommendation starred.
 """
 
@@ -40,6 +41,15 @@ def retention_step_figure(report: ForgettingReport, kind: str, category: str | N
                  "array": [(r.high or r.retention) - r.retention for _, _, r in rows],  # type: ignore[operator]
                  "arrayminus": [r.retention - (r.low or r.retention) for _, _, r in rows]},  # type: ignore[operator]
         text=[lbl for lbl, _, _ in rows], hovertemplate="%{text}<br>step %{x}<br>retention %{y:.1%}<extra></extra>"))
+    general = [c for c in report.checkpoints if c.general_retention is not None and c.step is not None]
+    if general and category is None:
+        fig.add_trace(go.Scatter(
+            x=[c.step for c in general], y=[c.general_retention for c in general], mode="lines+markers",
+            name="general retention", line={"color": "#2ca02c", "width": 3}, text=[c.label for c in general],
+            hovertemplate="%{text}<br>step %{x}<br>general retention %{y:.1%}<extra></extra>"))
+    rec = next((c for c in report.checkpoints if c.label == report.recommendation.checkpoint and c.step is not None), None)
+    if rec is not None:
+        fig.add_vline(x=rec.step, line_color="#d62728", annotation_text=f"recommended: {rec.label}")
     gains = [c for c in report.checkpoints if c.domain_gain is not None]
     fig.add_trace(go.Scatter(
         x=[c.step for c in gains], y=[c.domain_gain for c in gains], mode="lines+markers", yaxis="y2",

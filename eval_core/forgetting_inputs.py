@@ -42,7 +42,7 @@ def _items(root: Path, row: dict) -> tuple[dict[Key, ProbeItem], dict[Key, list[
         if isinstance(answer, int) and isinstance(ch, list) and 0 <= answer < len(ch):
             answer = ch[answer]
         items[key] = ProbeItem(row["name"], i, "" if cat is None else str(cat), str(prompt or ""),
-                               "" if answer is None else str(answer))
+                               "" if answer is None else str(answer), len(ch) if isinstance(ch, list) else 0)
         if isinstance(ch, list):
             choices[key] = [str(c) for c in ch]
     return items, choices

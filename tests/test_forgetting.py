@@ -4,6 +4,7 @@ recommendation on hand-made tables (no model), and real forgetting on the evalua
 from __future__ import annotations
 
 import doctest
+import json
 import math
 import shutil
 
@@ -13,13 +14,16 @@ import pytest
 import eval_core.forgetting as fg
 from eval_core.forgetting import (
     ForgettingInputs,
+    ForgettingReport,
     ModelResults,
     Point,
     ProbeItem,
     analyse_forgetting,
+    chance_check,
     paired_retention,
     pareto_frontier,
     recommend,
+    wilson_interval,
 )
 
 
@@ -103,7 +107,7 @@ def _inputs() -> ForgettingInputs:
 
 def test_analysis_of_a_hand_made_table():
     report = analyse_forgetting(_inputs(), n_resamples=200)
-    assert report.schema == "ftlens.forgetting" and report.version == 1
+    assert report.schema == "ftlens.forgetting" and report.version == 2
     c1, c2 = report.checkpoints
     by_kind = {r.kind: r for r in c2.retention}
     assert by_kind["mc_acc"].retention == pytest.approx(2 / 3)
@@ -134,6 +138,13 @@ def test_frontier_with_ties_and_dominated_points():
 def test_recommendation_ties_go_to_retention_then_earlier_step():
     assert recommend([Point("a", 1, 0.2, 0.96), Point("b", 2, 0.2, 0.99)]).checkpoint == "b"
     assert recommend([Point("late", 9, 0.2, 0.99), Point("early", 3, 0.2, 0.99)]).checkpoint == "early"
+
+
+def test_a_long_list_of_checkpoints_that_gain_more_is_summarised():
+    pts = [Point("c-5", 5, 0.1, 0.99), *(Point(f"c-{s}", s, s / 100, 0.9 - s / 1000) for s in (20, 30, 60))]
+    rec = recommend(pts)
+    assert rec.checkpoint == "c-5"
+    assert rec.reason.endswith("; 3 other checkpoints gain more (up to +60%) but retain only 84%-88%")
 
 
 def test_no_checkpoint_meets_the_threshold_recommends_none():
@@ -172,7 +183,81 @@ def test_figures_of_a_hand_made_report():
     report = analyse_forgetting(_inputs(), n_resamples=50)
     fig = retention_step_figure(report, "mc_acc")
     assert list(fig.data[0].x) == [1, 2] and list(fig.data[0].y) == pytest.approx([4 / 3, 2 / 3])
-    assert fig.data[1].yaxis == "y2" and fig.layout.xaxis.title.text == "training step"
+    by_name = {t.name: t for t in fig.data}
+    # general retention: mean over families of (mc 4/3 or 2/3, general text 1 or 1/2)
+    assert list(by_name["general retention"].y) == pytest.approx([(4 / 3 + 1) / 2, (2 / 3 + 0.5) / 2])
+    assert by_name["domain gain"].yaxis == "y2" and fig.layout.xaxis.title.text == "training step"
+    assert any("recommended: checkpoint-1" in (a.text or "") for a in fig.layout.annotations)
+    # per category: no general-retention line (it is a whole-set number)
+    assert "general retention" not in {t.name for t in retention_step_figure(report, "mc_acc", "sci").data}
     assert [lbl for lbl, _, _ in retention_rows(report, "mc_acc", "sci")] == ["checkpoint-1", "checkpoint-2"]
     names = [t.name for t in frontier_figure(report).data]
     assert names == ["checkpoints", "Pareto frontier", "recommended: checkpoint-1"]
+
+
+def test_wilson_interval_matches_the_textbook_formula():
+    # Wilson (1927); e.g. 30/100: 0.2189..0.3958, 0/10: 0..0.2775, 10/10: 0.7225..1
+    assert [round(x, 4) for x in wilson_interval(30, 100)] == [0.2189, 0.3958]
+    assert [round(x, 4) for x in wilson_interval(0, 10)] == [0.0, 0.2775]
+    assert [round(x, 4) for x in wilson_interval(10, 10)] == [0.7225, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("right", "n", "choices", "informative"),
+    [(25, 100, 4, False), (35, 100, 4, True), (58, 100, 2, False), (75, 100, 2, True), (1, 4, 4, False)],
+)
+def test_chance_check(right, n, choices, informative):
+    chance, ok, reason = chance_check([1.0] * right + [0.0] * (n - right), [choices] * n)
+    assert chance == pytest.approx(1 / choices) and ok is informative
+    assert (reason is None) == informative
+    if reason:
+        assert f"not above chance {1 / choices:.1%}" in reason
+
+
+def test_chance_level_with_mixed_choice_counts_and_unknown_counts():
+    chance, _, _ = chance_check([0, 0], [2, 4])
+    assert chance == pytest.approx((1 / 2 + 1 / 4) / 2)
+    assert chance_check([0, 0], [4, 0]) == (None, True, None)  # a count unknown: cannot judge, kept
+
+
+def test_multiple_choice_at_chance_is_left_out_of_general_retention():
+    """A base at chance knows nothing to forget: its ratio is shown, flagged, not averaged in."""
+    n = 40
+    items = {("p", f"q{i}"): ProbeItem("p", f"q{i}", "sci", n_choices=4) for i in range(n)}
+    at_chance = {("p", f"q{i}"): float(i % 4 == 0) for i in range(n)}  # 25% on 4 choices
+    base = ModelResults("base", "fp0", probe={"mc_acc": at_chance}, general_text={("t", "d"): (10.0, 10)})
+    ckpt = ModelResults("c", "fp1", "run", 1, probe={"mc_acc": {k: float(v == 0) for k, v in at_chance.items()}},
+                        general_text={("t", "d"): (12.5, 10)})
+    report = analyse_forgetting(ForgettingInputs(base, [ckpt], items, ["p"], ["t"]), n_resamples=50)
+    c = report.checkpoints[0]
+    mc = next(r for r in c.retention if r.kind == "mc_acc")
+    assert mc.retention == pytest.approx(3.0) and not mc.informative and mc.chance == pytest.approx(0.25)
+    assert "not above chance 25.0%" in mc.uninformative_reason
+    assert c.family_retention == {"general_text": pytest.approx(0.8), "multiple_choice": None, "cloze": None}
+    assert c.general_retention == pytest.approx(0.8)  # bits per byte only
+    # the same checkpoint against a base that knows the answers: multiple choice counts again
+    knows = {k: float(i % 4 != 3) for i, k in enumerate(at_chance)}  # 75% on 4 choices
+    base2 = ModelResults("base", "fp0", probe={"mc_acc": knows}, general_text={("t", "d"): (10.0, 10)})
+    ckpt2 = ModelResults("c", "fp1", "run", 1, probe={"mc_acc": dict(knows)}, general_text={("t", "d"): (12.5, 10)})
+    c2 = analyse_forgetting(ForgettingInputs(base2, [ckpt2], items, ["p"], ["t"]), n_resamples=50).checkpoints[0]
+    assert c2.family_retention["multiple_choice"] == pytest.approx(1.0)
+    assert c2.general_retention == pytest.approx((1.0 + 0.8) / 2)
+
+
+def test_families_weigh_equally_whatever_their_metric_count():
+    base = ModelResults("base", "fp0", probe={"mc_acc": {("p", "a"): 1.0, ("p", "b"): 1.0},
+                                              "mc_acc_norm": {("p", "a"): 1.0, ("p", "b"): 1.0}},
+                        general_text={("t", "d"): (10.0, 10)})
+    ckpt = ModelResults("c", "fp1", "run", 1, probe={"mc_acc": {("p", "a"): 1.0, ("p", "b"): 0.0},
+                                                     "mc_acc_norm": {("p", "a"): 0.0, ("p", "b"): 0.0}},
+                        general_text={("t", "d"): (10.0, 10)})
+    c = analyse_forgetting(ForgettingInputs(base, [ckpt], {}, ["p"], ["t"]), n_resamples=20).checkpoints[0]
+    assert c.family_retention["multiple_choice"] == pytest.approx(0.25)  # mean(0.5, 0.0)
+    assert c.general_retention == pytest.approx((0.25 + 1.0) / 2)
+
+
+def test_report_round_trips_through_its_dict():
+    report = analyse_forgetting(_inputs(), n_resamples=30)
+    assert ForgettingReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
+    with pytest.raises(ValueError, match="not a ftlens.forgetting v2 record"):
+        ForgettingReport.from_dict({**report.to_dict(), "version": 1})
