@@ -4,7 +4,7 @@
                                    [--domain-set NAME] --format json|table
 
 Reads the stored probe, general-text and domain results (`python -m eval_core evaluate` fills them)
-and prints the `ftlens.forgetting` v1 record (docs/forgetting-schema.md) or a table. Registered on
+(the analysis itself is cached in the store: `forgetting_results`) and prints the `ftlens.forgetting` v2 record (docs/forgetting-schema.md) or a table. Registered on
 the main parser by `cli.build_parser`; errors are `EvalCoreError`s printed as one line by `cli.main`.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from eval_core.errors import EvalCoreError
@@ -37,8 +38,9 @@ def format_forgetting_table(report: ForgettingReport) -> str:
         cells = []
         for k in kinds:
             r = by_kind.get(k)
-            cells.append("-" if r is None else _fmt(r.retention) if r.retention is None or r.low is None
-                         else f"{_fmt(r.retention)} [{_fmt(r.low)}, {_fmt(r.high)}]")
+            cell = ("-" if r is None else _fmt(r.retention) if r.retention is None or r.low is None
+                    else f"{_fmt(r.retention)} [{_fmt(r.low)}, {_fmt(r.high)}]")
+            cells.append(cell + (" (chance)" if r is not None and not r.informative else ""))
         rows.append([c.label, c.step, _fmt(c.general_retention), _fmt(c.forgetting_index, pct=False),
                      _fmt(c.domain_gain, signed=True), "yes" if c.on_frontier else "", *cells,
                      sum(f.direction == "lost" for f in c.flips), sum(f.direction == "gained" for f in c.flips)])
@@ -50,13 +52,23 @@ def format_forgetting_table(report: ForgettingReport) -> str:
         "",
         _table(headers, rows),
         "",
+        *_chance_notes(report),
         f"Recommended: {rec.checkpoint or 'none'} — {rec.reason}",
     ])
 
 
+def _chance_notes(report: ForgettingReport) -> list[str]:
+    """One line per probe kind left out of the general retention because the base is at chance."""
+    seen = {}
+    for c in report.checkpoints:
+        for r in c.retention:
+            if not r.informative and r.kind not in seen:
+                seen[r.kind] = r.uninformative_reason
+    return [f"(chance) {kind}: {why}; left out of the general retention" for kind, why in seen.items()]
+
+
 def _cmd_forgetting(args: argparse.Namespace) -> int:
-    from eval_core.forgetting import analyse_forgetting
-    from eval_core.forgetting_inputs import load_forgetting_inputs
+    from eval_core.forgetting_results import forgetting_report
 
     if not 0 < args.threshold <= 2:
         raise EvalCoreError(f"--threshold {args.threshold}: give a retention between 0 and 2, e.g. 0.95 for 95%")
@@ -64,8 +76,11 @@ def _cmd_forgetting(args: argparse.Namespace) -> int:
         raise EvalCoreError(f"--resamples {args.resamples}: give at least 1")
     if not args.workspace.is_dir():
         raise EvalCoreError(f"{args.workspace}: not a folder; give the workspace folder with --workspace")
-    inputs = load_forgetting_inputs(args.workspace, domain_dataset=args.domain_set)
-    report = analyse_forgetting(inputs, threshold=args.threshold, seed=args.seed, n_resamples=args.resamples)
+    got = forgetting_report(args.workspace, threshold=args.threshold, seed=args.seed, n_resamples=args.resamples,
+                            domain_dataset=args.domain_set)
+    report = got.report
+    print(f"forgetting analysis {'read from' if got.cached else 'computed and stored in'} the results store "
+          f"(inputs digest {got.inputs_digest[:12]})", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(report.to_dict(), indent=1, ensure_ascii=False, allow_nan=False))
     else:

@@ -92,6 +92,18 @@ text_scores = sa.Table(
     sa.Column("stats", sa.Text, nullable=False),  # JSON list: the metric's sufficient statistics
     sa.Column("created_at", sa.Float, nullable=False),
 )
+analyses = sa.Table(
+    "analyses", metadata,
+    # A derived record (e.g. the forgetting analysis) computed from stored rows, keyed by what it
+    # read: `key_hash` covers the analysis, its parameters, its code version and an `inputs_digest`
+    # of the rows it used, so a changed row or parameter is a new key and a cached record is never stale.
+    sa.Column("analysis", sa.String(64), primary_key=True),
+    sa.Column("key_hash", sa.String(64), primary_key=True),
+    sa.Column("params", sa.Text, nullable=False),  # JSON
+    sa.Column("inputs_digest", sa.String(64), nullable=False),
+    sa.Column("record", sa.Text, nullable=False),  # JSON: the analysis's versioned record
+    sa.Column("created_at", sa.Float, nullable=False),
+)
 
 
 def newest_per_example(rows: Iterable[dict], *, by_config: bool = True) -> list[dict]:
@@ -229,6 +241,20 @@ class ResultsStore:
         if rows:
             with self.engine.begin() as conn:
                 conn.execute(self._insert_ignore(text_scores), [{**r, "created_at": now} for r in rows])
+
+    def add_analysis(self, analysis: str, key_hash: str, params: dict, inputs_digest: str, record: str) -> None:
+        """Store one derived record (first write wins: the same key always holds the same record)."""
+        row = {"analysis": analysis, "key_hash": key_hash, "params": json.dumps(params, sort_keys=True),
+               "inputs_digest": inputs_digest, "record": record, "created_at": time.time()}
+        with self.engine.begin() as conn:
+            conn.execute(self._insert_ignore(analyses), [row])
+
+    def analysis(self, analysis: str, key_hash: str) -> str | None:
+        """The stored record of this analysis and key, or None."""
+        t = analyses
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.c.record).where(t.c.analysis == analysis, t.c.key_hash == key_hash)).first()
+        return None if row is None else row[0]
 
     def generations_of(self, checkpoint_fp: str, dataset: str, config_hash: str) -> dict[tuple[str, str], str]:
         """{(example id, example hash): output text} of one generation cell."""

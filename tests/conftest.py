@@ -100,3 +100,19 @@ def evaluated_demo(quick_demo, tmp_path_factory) -> Path:
                        metric_names=["bleu", "chrf", "rougeL", "exact_match", "completion_perplexity"],
                        generation_config=GenerationConfig(max_new_tokens=6))
     return ws
+
+
+@pytest.fixture(scope="session")
+def probed_demo(evaluated_demo, tmp_path_factory) -> Path:
+    """The evaluated demo plus log-likelihood probes (mc_acc, mc_acc_norm) and general-text perplexity
+    for its 3 models: what the forgetting analysis reads. Read-only: copy it to change it (reading
+    the forgetting analysis through `forgetting_results` writes its cache row)."""
+    import shutil
+
+    from eval_core.evaluation import evaluate_workspace
+
+    ws = tmp_path_factory.mktemp("probed_demo") / "ws"
+    shutil.copytree(evaluated_demo, ws)
+    evaluate_workspace(ws, checkpoint_names=EVALUATED_CHECKPOINTS, dataset_names=["general_knowledge", "general_text"],
+                       metric_names=["mc_acc", "mc_acc_norm", "perplexity"])
+    return ws

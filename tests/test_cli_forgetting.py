@@ -16,37 +16,43 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def probed_demo(evaluated_demo, tmp_path_factory) -> Path:
-    """The evaluated demo plus log-likelihood probes and general-text perplexity for its 3 models."""
-    from eval_core.evaluation import evaluate_workspace
-
+def probed(probed_demo, tmp_path_factory) -> Path:
+    """A copy of the session's probed demo (the command writes its analysis cache into the store)."""
     ws = tmp_path_factory.mktemp("probed") / "ws"
-    shutil.copytree(evaluated_demo, ws)
-    evaluate_workspace(ws, checkpoint_names=["base", "checkpoint-6", "checkpoint-36"],
-                       dataset_names=["general_knowledge", "general_text"], metric_names=["mc_acc", "perplexity"])
+    shutil.copytree(probed_demo, ws)
     return ws
 
 
-def test_json_record(probed_demo, capsys):
-    assert main(["forgetting", "--workspace", str(probed_demo), "--format", "json", "--resamples", "100", "--seed", "3"]) == 0
+def test_json_record(probed, capsys):
+    assert main(["forgetting", "--workspace", str(probed), "--format", "json", "--resamples", "100", "--seed", "3"]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert (record["schema"], record["version"]) == ("ftlens.forgetting", 1)
+    assert (record["schema"], record["version"]) == ("ftlens.forgetting", 2)
     assert (record["seed"], record["n_resamples"], record["threshold"]) == (3, 100, 0.95)
     assert [c["label"] for c in record["checkpoints"]] == ["checkpoint-6", "checkpoint-36"]
     c = record["checkpoints"][-1]
     assert {"step", "retention", "by_category", "forgetting_index", "flips", "domain_gain", "on_frontier"} <= set(c)
-    assert {r["kind"] for r in c["retention"]} == {"mc_acc", "bits_per_byte"}
+    assert {r["kind"] for r in c["retention"]} == {"mc_acc", "mc_acc_norm", "bits_per_byte"}
     assert all(r["low"] <= r["retention"] <= r["high"] for r in c["retention"])
     rec = record["recommendation"]
     assert set(rec) == {"checkpoint", "threshold", "reason"} and rec["reason"]
 
 
-def test_table_and_threshold(probed_demo, capsys):
-    assert main(["forgetting", "--workspace", str(probed_demo), "--resamples", "50", "--threshold", "0.01"]) == 0
+def test_table_and_threshold(probed, capsys):
+    assert main(["forgetting", "--workspace", str(probed), "--resamples", "50", "--threshold", "0.01"]) == 0
     out = capsys.readouterr().out
     assert "general retention" in out and "checkpoint-36" in out
     # every checkpoint keeps more than 1%: the one with the highest domain gain is named
     assert "Recommended: checkpoint-36 — checkpoint-36: highest domain gain" in out
+
+
+def test_second_run_reads_the_analysis_from_the_store(probed, capsys):
+    args = ["forgetting", "--workspace", str(probed), "--format", "json", "--resamples", "40", "--seed", "11"]
+    assert main(args) == 0
+    first = capsys.readouterr()
+    assert "computed and stored in the results store" in first.err
+    assert main(args) == 0
+    second = capsys.readouterr()
+    assert "read from the results store" in second.err and second.out == first.out
 
 
 @pytest.mark.parametrize(
