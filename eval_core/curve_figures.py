@@ -3,7 +3,8 @@
 One chart per call: raw series drawn faintly under their smoothed line, the best step of each eval
 metric marked with a labelled star, the overfitting onset as a labelled dashed line, checkpoint
 save points as triangles along the bottom, and optional checkpoint scores (perplexity, BLEU,
-forgetting, win rate: `ScoreOverlay`) on a second y axis sharing the x axis.
+forgetting, win rate: `ScoreOverlay`) on a second y axis sharing the x axis, and labelled vertical
+lines at chosen steps (the recommended checkpoint: `StepMarker`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,16 @@ class ScoreOverlay:
     unit: str = ""
 
 
+@dataclass(frozen=True)
+class StepMarker:
+    """A labelled vertical line at one run's step (e.g. the recommended checkpoint)."""
+
+    run: str
+    step: int
+    label: str
+    colour: str = "#d62728"
+
+
 def _x(point: CurvePoint, axis: XAxis):
     if axis == "step":
         return point.step
@@ -62,6 +73,7 @@ def training_curves_figure(
     summaries: Sequence[MetricSummary] = (),
     checkpoint_steps: dict[str, Sequence[int]] | None = None,
     overlays: Sequence[ScoreOverlay] = (),
+    markers: Sequence[StepMarker] = (),
     title: str = "Training curves",
 ) -> go.Figure:
     """Build the training-curves chart.
@@ -137,6 +149,15 @@ def training_curves_figure(
             x=ox, y=list(o.values), yaxis="y2", mode="lines+markers", name=f"{o.name} ({o.run})",
             line={"dash": "dot"}, marker={"symbol": "diamond", "size": 8},
         ))
+    for m in markers:
+        if m.run not in runs:
+            continue
+        run_points = [p for p in table.points if p.run == m.run]
+        mx = m.step if x_axis == "step" else _x_at_step(run_points, m.step, x_axis)
+        if mx is not None:
+            fig.add_shape(type="line", x0=mx, x1=mx, y0=0, y1=1, yref="paper", line={"color": m.colour, "width": 2.5})
+            fig.add_annotation(x=mx, y=0.5, yref="paper", xanchor="left", showarrow=False, text=m.label,
+                               font={"size": 12, "color": m.colour}, bgcolor="rgba(255,255,255,0.8)")
     layout: dict = {
         "title": {"text": title},
         "xaxis": {"title": {"text": X_TITLES[x_axis]}},

@@ -90,10 +90,10 @@ def comparison(root: str, version: tuple | None, name: str, generation_hash: str
 
 @st.cache_data(max_entries=16, show_spinner="Bootstrapping retention intervals…")
 def forgetting_report(root: str, version: tuple | None, threshold: float, seed: int, n_resamples: int):
-    """The ftlens.forgetting report of the stored results (None when there is no database yet)."""
-    from eval_core.forgetting import analyse_forgetting
-    from eval_core.forgetting_inputs import load_forgetting_inputs
+    """The ftlens.forgetting report of the stored results, read from (or computed into) the store's
+    analyses; None when there is no database yet."""
+    from eval_core.forgetting_results import forgetting_report as stored_report
 
     if version is None:
         return None
-    return analyse_forgetting(load_forgetting_inputs(root), threshold=threshold, seed=seed, n_resamples=n_resamples)
+    return stored_report(root, threshold=threshold, seed=seed, n_resamples=n_resamples).report

@@ -55,3 +55,14 @@ def current_workspace() -> Path | None:
 def set_workspace(path: Path | str | None) -> None:
     """Switch this session to `path` (None: no workspace)."""
     st.session_state[WORKSPACE_KEY] = str(path) if path else None
+
+
+THRESHOLD_KEY = "ftlens_forgetting_threshold"  # float: the retention threshold chosen on the Forgetting page
+
+
+def forgetting_threshold() -> float:
+    """The retention threshold of this session (the Forgetting page sets it; default 95%), so the
+    Overview and Training curves pages recommend the same checkpoint as the Forgetting page."""
+    from eval_core.forgetting import DEFAULT_THRESHOLD
+
+    return float(st.session_state.get(THRESHOLD_KEY, DEFAULT_THRESHOLD))

@@ -5,9 +5,12 @@
 - The recommended checkpoint with its reason in words, for a retention threshold the user sets
   (default 95%); when none meets it, says so and names the best retention.
 - Retention by training step for a chosen probe kind and category, with paired bootstrap 95%
-  intervals, beside the domain gain on a second axis.
+  intervals, beside the general retention and the domain gain on a second axis; kinds where the base
+  model is at chance level are marked and explained (they are left out of the general retention).
 - The domain gain vs general retention scatter with the Pareto frontier and the recommendation.
-- A table per checkpoint: general retention, forgetting index, domain gain, on the frontier.
+- A table per checkpoint: general retention, forgetting index, domain gain, on the frontier, the
+  retention of each probe family and kind.
+- The threshold chosen here is the session's: Overview and Training curves recommend the same.
 - Flipped items of a chosen checkpoint (lost or gained), with base and checkpoint answers shown as
   plain text, never as HTML or Markdown.
 - A workspace or results-database problem is one error naming its cause.
@@ -18,12 +21,12 @@ from __future__ import annotations
 import streamlit as st
 
 from eval_core import EvalCoreError
-from eval_core.forgetting import DEFAULT_RESAMPLES, DEFAULT_SEED, DEFAULT_THRESHOLD, KINDS
+from eval_core.forgetting import DEFAULT_RESAMPLES, DEFAULT_SEED, KINDS
 from eval_core.forgetting_figures import frontier_figure, retention_step_figure
 from eval_core.metric_tables import results_version
 from pages import _cached
 from pages._render import plain, problem_text
-from pages._session import current_workspace
+from pages._session import THRESHOLD_KEY, current_workspace, forgetting_threshold
 
 HOW_TO = ("python -m eval_core evaluate --workspace {root} --dataset general_knowledge --dataset general_text "
           "--dataset support_test")
@@ -40,8 +43,10 @@ if root is None:
     st.stop()
 
 c1, c2, c3 = st.columns(3)
-threshold = c1.number_input("Retention threshold", min_value=0.01, max_value=2.0, value=DEFAULT_THRESHOLD, step=0.01,
-                            key="forgetting_threshold", help="least general retention a recommended checkpoint keeps")
+threshold = c1.number_input("Retention threshold", min_value=0.01, max_value=2.0, value=forgetting_threshold(), step=0.01,
+                            key="forgetting_threshold", help="least general retention a recommended checkpoint keeps; "
+                            "the Overview and Training curves pages use it too")
+st.session_state[THRESHOLD_KEY] = float(threshold)
 seed = int(c2.number_input("Bootstrap seed", value=DEFAULT_SEED, step=1, key="forgetting_seed"))
 n_resamples = int(c3.number_input("Resamples", min_value=10, max_value=10000, value=DEFAULT_RESAMPLES, step=100,
                                   key="forgetting_resamples"))
@@ -71,25 +76,30 @@ st.caption(plain(f"Against {report.base}; domain set {report.domain_dataset or '
                  f"paired bootstrap 95% intervals, {report.n_resamples} resamples, seed {report.seed}."))
 
 kinds = [k for k in KINDS if any(r.kind == k for c in report.checkpoints for r in c.retention)]
-left, right = st.columns(2)
-with left:
-    st.subheader("Retention by step")
-    k1, k2 = st.columns(2)
-    kind = k1.selectbox("Probe kind", kinds, key="forgetting_kind")
-    categories = sorted({r.category for c in report.checkpoints for r in c.by_category if r.kind == kind and r.category})
-    category = k2.selectbox("Category", ["(all)", *categories], key="forgetting_category")
-    st.plotly_chart(retention_step_figure(report, kind, None if category == "(all)" else category), key="forgetting_steps")
-with right:
-    st.subheader("Domain gain vs general retention")
-    st.plotly_chart(frontier_figure(report), key="forgetting_frontier")
+at_chance = {r.kind: r.uninformative_reason for c in report.checkpoints for r in c.retention if not r.informative}
+# Informative kinds first: a kind where the base is at chance shows noise, not forgetting.
+kinds.sort(key=lambda k: k in at_chance)
+st.subheader("Retention by step")
+k1, k2 = st.columns(2)
+kind = k1.selectbox("Probe kind", kinds, key="forgetting_kind",
+                    format_func=lambda k: f"{k} (base at chance)" if k in at_chance else k)
+categories = sorted({r.category for c in report.checkpoints for r in c.by_category if r.kind == kind and r.category})
+category = k2.selectbox("Category", ["(all)", *categories], key="forgetting_category")
+st.plotly_chart(retention_step_figure(report, kind, None if category == "(all)" else category), key="forgetting_steps", width="stretch")
+if kind in at_chance:
+    st.caption(plain(f"{kind}: {at_chance[kind]}, so its retention is noise; it is left out of the general retention."))
+st.subheader("Domain gain vs general retention")
+st.plotly_chart(frontier_figure(report), key="forgetting_frontier", width="stretch")
 
 st.subheader("Checkpoints")
 st.dataframe([
     {"checkpoint": c.label, "step": c.step, "general retention": _pct(c.general_retention),
      "forgetting index": "undefined" if c.forgetting_index is None else f"{c.forgetting_index:.3f}",
      "domain gain": _pct(c.domain_gain, signed=True), "on frontier": c.on_frontier,
+     **{f"{fam.replace('_', ' ')} retention": _pct(v) for fam, v in c.family_retention.items()
+        if any(v2 is not None for c2 in report.checkpoints for f2, v2 in c2.family_retention.items() if f2 == fam)},
      **{k: next((_pct(r.retention) + ("" if r.low is None else f" [{_pct(r.low)}, {_pct(r.high)}]")
-                 for r in c.retention if r.kind == k), "-") for k in kinds},
+                 + ("" if r.informative else " (chance)") for r in c.retention if r.kind == k), "-") for k in kinds},
      "recommended": c.label == rec.checkpoint}
     for c in report.checkpoints], hide_index=True)
 undefined = [f"{c.label} {r.kind}{' · ' + r.category if r.category else ''}: {r.undefined_reason}"

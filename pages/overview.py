@@ -5,6 +5,8 @@
 - A missing folder or a broken ftlens.toml shows one st.error naming the file, line and field.
 - Problems with single checkpoints or datasets show as errors/warnings above the tables; the rest
   of the workspace is still shown.
+- "Which checkpoint to ship": the forgetting analysis's recommended checkpoint and its reason (or
+  why none qualifies), at the threshold chosen on the Forgetting page, with a link there.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import streamlit as st
 
 from eval_core import EvalCoreError, WorkspaceSummary, build_demo_workspace, is_demo_built
 from pages import _cached
+from pages._forgetting_views import recommendation_banner
 from pages._render import plain, problem_text
 from pages._session import current_workspace, demo_dir, demo_settings, set_workspace
 
@@ -102,6 +105,9 @@ def show_workspace(ws: WorkspaceSummary) -> None:
     cols[1].metric("Checkpoints", len(ws.checkpoints))
     cols[2].metric("Held-out sets", len(ws.datasets))
     cols[3].metric("Training-log files", len(ws.log_files))
+
+    st.subheader("Which checkpoint to ship")
+    recommendation_banner(ws.root)
 
     st.subheader("Base model and checkpoints")
     if ws.base_model is None and not ws.checkpoints:

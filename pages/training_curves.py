@@ -8,6 +8,8 @@
   generalisation gap, with the patience used.
 - "Checkpoint scores" draws stored metrics (BLEU, ROUGE, completion perplexity… from the Metrics
   page's results) at each checkpoint's step on a second y axis, beside the loss curves.
+- "Forgetting" (on when a forgetting analysis exists): the general retention of each checkpoint on the
+  right axis and the recommended checkpoint as a red line, at the Forgetting page's threshold.
 - "Live refresh" re-reads the logs every few seconds (for a run still writing them) without
   reloading the page.
 - A workspace problem or unreadable log shows one error naming the file; the rest still shows.
@@ -22,12 +24,13 @@ import streamlit as st
 
 from eval_core import EvalCoreError
 from eval_core.curve_analysis import DEFAULT_PATIENCE, is_eval_metric, summarize_metric
-from eval_core.curve_figures import ScoreOverlay, training_curves_figure
+from eval_core.curve_figures import ScoreOverlay, StepMarker, training_curves_figure
 from eval_core.metric_figures import score_overlays
 from eval_core.metric_tables import results_version
 from eval_core.significance import DEFAULT_RESAMPLES, DEFAULT_SEED
 from eval_core.training_logs import CurveTable, merge_tables
 from pages import _cached
+from pages._forgetting_views import curve_markers, recommendation_text, stored_forgetting
 from pages._render import plain, problem_text
 from pages._session import current_workspace
 
@@ -116,6 +119,20 @@ if score_options:
     except EvalCoreError as exc:
         st.error(problem_text(exc.message, exc.path, exc.line, exc.field))
 
+markers: list[StepMarker] = []
+try:
+    forgetting = stored_forgetting(ws.root) if score_options else None
+except EvalCoreError as exc:
+    forgetting = None
+    st.warning(problem_text(exc.message, exc.path, exc.line, exc.field))
+if forgetting is not None and st.checkbox(
+        "Forgetting: general retention and the recommended checkpoint", value=True, key="curves_forgetting",
+        help="From the Forgetting page's analysis (right axis: retention against the base model)"):
+    retention, markers = curve_markers(forgetting, chosen)
+    overlays += retention
+    if not markers:
+        st.caption(plain(recommendation_text(forgetting)))
+
 
 @st.fragment(run_every=LIVE_SECONDS if live else None)
 def chart() -> None:
@@ -131,7 +148,7 @@ def chart() -> None:
     ]
     steps = {r.name: [c.step for c in r.checkpoints if c.step is not None] for r in chosen_runs}
     fig = training_curves_figure(current, chosen, metrics, x_axis=x_axis, smoothing=smoothing, log_y=log_y,
-                                 summaries=summaries, checkpoint_steps=steps, overlays=overlays)
+                                 summaries=summaries, checkpoint_steps=steps, overlays=overlays, markers=markers)
     st.plotly_chart(fig, width="stretch", key="curves_chart")
     st.caption(
         plain(

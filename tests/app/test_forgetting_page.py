@@ -1,7 +1,7 @@
 """Forgetting page, one test per behaviour in pages/forgetting.py's docstring.
 
-The workspace is a copy of the session's evaluated demo (base, checkpoint-6, checkpoint-36 on
-support_test) with log-likelihood probes and general-text perplexity added for the same models.
+The workspace is a copy of the session's probed demo (base, checkpoint-6, checkpoint-36 with
+support_test text metrics, log-likelihood probes and general-text perplexity).
 """
 
 from __future__ import annotations
@@ -12,18 +12,16 @@ import pytest
 
 from eval_core.forgetting import analyse_forgetting
 from eval_core.forgetting_inputs import load_forgetting_inputs
+from pages._render import plain
+from pages._session import THRESHOLD_KEY
 
 PAGE = "pages/forgetting.py"
 
 
 @pytest.fixture(scope="module")
-def ws(evaluated_demo, tmp_path_factory):
-    from eval_core.evaluation import evaluate_workspace
-
+def ws(probed_demo, tmp_path_factory):
     dst = tmp_path_factory.mktemp("forgetting_page") / "ws"
-    shutil.copytree(evaluated_demo, dst)
-    evaluate_workspace(dst, checkpoint_names=["base", "checkpoint-6", "checkpoint-36"],
-                       dataset_names=["general_knowledge", "general_text"], metric_names=["mc_acc", "perplexity"])
+    shutil.copytree(probed_demo, dst)
     return dst
 
 
@@ -44,11 +42,26 @@ def test_without_probe_results_says_how_to_compute(app, monkeypatch, evaluated_d
 
 def test_recommendation_with_its_reason(app, monkeypatch, ws):
     at = open_page(app, monkeypatch, ws)
-    report = analyse_forgetting(load_forgetting_inputs(ws), n_resamples=1000)
+    rec = analyse_forgetting(load_forgetting_inputs(ws), n_resamples=1000).recommendation
     shown = (at.success or at.warning)[0].value
-    assert f"Recommended: {report.recommendation.checkpoint}: highest domain gain" in shown  # the demo keeps one
+    assert shown == plain(f"Recommended: {rec.reason}" if rec.checkpoint else f"No recommendation: {rec.reason}")
     at.number_input(key="forgetting_threshold").set_value(0.01).run()
     assert "Recommended: checkpoint-36: highest domain gain" in at.success[0].value
+    assert at.session_state[THRESHOLD_KEY] == 0.01  # Overview and Training curves use it too
+
+
+def test_kinds_where_the_base_is_at_chance_are_marked_and_explained(app, monkeypatch, ws):
+    report = analyse_forgetting(load_forgetting_inputs(ws), n_resamples=10)
+    at_chance = {r.kind for c in report.checkpoints for r in c.retention if not r.informative}
+    at = open_page(app, monkeypatch, ws)
+    kinds = at.selectbox(key="forgetting_kind")
+    assert kinds.value == "bits_per_byte"  # informative kinds come first
+    table = at.dataframe[0].value
+    for kind in ("mc_acc", "mc_acc_norm"):
+        assert all(str(v).endswith("(chance)") == (kind in at_chance) for v in table[kind])
+        kinds.set_value(kind).run()
+        note = [c.value for c in at.caption if "left out of the general retention" in c.value]
+        assert bool(note) == (kind in at_chance)
 
 
 def test_charts_and_checkpoint_table(app, monkeypatch, ws):
@@ -57,7 +70,8 @@ def test_charts_and_checkpoint_table(app, monkeypatch, ws):
     assert len(charts) == 2
     table = at.dataframe[0].value
     assert list(table["checkpoint"]) == ["checkpoint-6", "checkpoint-36"]
-    assert {"general retention", "forgetting index", "domain gain", "on frontier", "mc_acc", "bits_per_byte"} <= set(table.columns)
+    assert {"general retention", "forgetting index", "domain gain", "on frontier", "mc_acc", "mc_acc_norm",
+            "bits_per_byte", "general text retention"} <= set(table.columns)
     at.selectbox(key="forgetting_category").set_value("science").run()
     assert not at.exception
 

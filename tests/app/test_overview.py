@@ -122,3 +122,33 @@ def test_untrusted_names_are_shown_as_text_not_markdown(app, monkeypatch, tmp_pa
 )
 def test_cli_workspace_argument(argv, expected):
     assert cli_workspace(argv) == expected
+
+
+def test_recommended_checkpoint_with_its_reason(app, monkeypatch, probed_demo, tmp_path):
+    from eval_core.forgetting_results import forgetting_report
+    from pages._session import THRESHOLD_KEY
+
+    ws = tmp_path / "ws"
+    shutil.copytree(probed_demo, ws)
+    monkeypatch.setenv("FTLENS_WORKSPACE", str(ws))
+    at = app().run()
+    assert not at.exception and not at.error
+    assert "Which checkpoint to ship" in [h.value for h in at.subheader]
+    rec = forgetting_report(ws).report.recommendation
+    shown = (at.success or at.warning)[0].value
+    assert shown == plain(f"Recommended checkpoint: {rec.reason}" if rec.checkpoint else f"No checkpoint recommended: {rec.reason}")
+    # the threshold chosen on the Forgetting page is the session's: at 1% the last checkpoint qualifies
+    at.session_state[THRESHOLD_KEY] = 0.01
+    at.run()
+    assert "Recommended checkpoint: checkpoint-36: highest domain gain" in at.success[0].value
+    # and at 200% none does: a warning naming the best retention instead
+    at.session_state[THRESHOLD_KEY] = 2.0
+    at.run()
+    assert plain("No checkpoint recommended: no checkpoint keeps >= 200% general retention") in at.warning[0].value
+
+
+def test_without_probe_results_no_recommendation_but_how_to_get_one(app, monkeypatch, evaluated_demo):
+    monkeypatch.setenv("FTLENS_WORKSPACE", str(evaluated_demo))
+    at = app().run()
+    assert not at.exception and not at.success
+    assert any("No forgetting analysis yet" in i.value for i in at.info)

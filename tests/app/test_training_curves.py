@@ -115,3 +115,29 @@ def test_stored_checkpoint_scores_overlay_the_curves(app, monkeypatch, evaluated
     assert overlay["yaxis"] == "y2" and overlay["x"] == [r.step for r in expected] == [6, 36]
     assert overlay["y"] == [r.interval.value for r in expected]
     assert fig["layout"]["yaxis2"]["title"]["text"] == "chrf"
+
+
+def test_forgetting_overlay_draws_general_retention_and_the_recommended_checkpoint(app, monkeypatch, probed_demo, tmp_path):
+    from eval_core.forgetting_results import forgetting_report
+    from pages._session import THRESHOLD_KEY
+
+    ws = tmp_path / "ws"
+    shutil.copytree(probed_demo, ws)
+    monkeypatch.setenv("FTLENS_WORKSPACE", str(ws))
+    at = app().run()
+    at.session_state[THRESHOLD_KEY] = 0.01  # every checkpoint qualifies: the last one gains most
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert at.checkbox(key="curves_forgetting").value is True
+    fig = figure(at)
+    retention = next(t for t in fig["data"] if t.get("name") == "general retention (support-ft)")
+    report = forgetting_report(ws, threshold=0.01).report
+    assert retention["yaxis"] == "y2" and retention["x"] == [6, 36]
+    assert retention["y"] == [c.general_retention for c in report.checkpoints]
+    labels = [a.get("text", "") for a in fig["layout"]["annotations"]]
+    assert any(t.startswith("recommended: checkpoint-36 (retains ") for t in labels)
+    assert any(s.get("x0") == 36 and s["line"]["color"] == "#d62728" for s in fig["layout"]["shapes"])
+    at.checkbox(key="curves_forgetting").uncheck().run()
+    fig = figure(at)
+    assert not any(t.get("name") == "general retention (support-ft)" for t in fig["data"])
+    assert not any(str(a.get("text", "")).startswith("recommended:") for a in fig["layout"]["annotations"])

@@ -4,7 +4,8 @@ Starts `streamlit run app.py -- --workspace <quick demo>` on a free localhost po
 Overview and checks the demo's checkpoints are listed, opens Training curves and sees the chart
 with the best step labelled, then switches workspace in the sidebar. A second test opens the
 Metrics page of an evaluated demo, its A-vs-B view, and checks that an output holding HTML is
-shown as literal text (and never runs).
+shown as literal text (and never runs). A third opens the Forgetting page from the Overview
+recommendation and changes the threshold there.
 The test fails (it does not skip) when /usr/bin/chromium is missing: `.ci/run` installs it.
 """
 
@@ -166,4 +167,47 @@ def test_metrics_page_a_vs_b_shows_outputs_as_literal_text(metrics_server, tmp_p
         expect(page.locator("[data-testid='stMain'] b", has_text="x")).to_have_count(0)
         page.screenshot(path=str(tmp_path / "metrics_a_vs_b.png"), full_page=True)
         assert dialogs == []  # the script never ran
+        ctx.close()
+
+
+@pytest.fixture
+def forgetting_server(probed_demo, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(probed_demo, ws)
+    yield from start_server(ws, tmp_path)
+
+
+def test_forgetting_page_from_the_overview_recommendation(forgetting_server, tmp_path):
+    """Overview names the recommendation; its link opens the Forgetting page with both charts; a
+    lower threshold there changes the recommendation, and the Overview follows."""
+    from playwright.sync_api import expect, sync_playwright
+
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (bash scripts/install.sh --test does)"
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=ARGS
+        )
+        page = ctx.pages[0] if ctx.pages else ctx.new_page()
+        page.goto(forgetting_server)
+        wait_idle(page)
+        expect(page.get_by_role("heading", name="Which checkpoint to ship")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text(re.compile(r"^(Recommended checkpoint|No checkpoint recommended): "))).to_be_visible(timeout=30_000)
+        page.get_by_role("link", name="Why: the Forgetting page").click()
+        expect(page.get_by_role("heading", name="Forgetting", exact=True)).to_be_visible(timeout=30_000)
+        wait_idle(page)
+        plots = page.locator(".js-plotly-plot")
+        expect(plots).to_have_count(2, timeout=30_000)
+        expect(plots.nth(0).get_by_text("general retention").first).to_be_attached()
+        expect(plots.nth(1).get_by_text("Pareto frontier")).to_be_attached()
+        expect(page.get_by_text(re.compile(r"paired bootstrap 95% intervals, 1000 resamples, seed 12345"))).to_be_visible()
+        expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
+        page.screenshot(path=str(tmp_path / "forgetting.png"), full_page=True)
+
+        threshold = page.get_by_role("spinbutton", name="Retention threshold")
+        threshold.fill("0.01")
+        threshold.press("Enter")
+        wait_idle(page)
+        expect(page.get_by_text(re.compile(r"^Recommended: checkpoint-36: highest domain gain"))).to_be_visible(timeout=30_000)
+        page.get_by_role("link", name="Overview").click()
+        expect(page.get_by_text(re.compile(r"^Recommended checkpoint: checkpoint-36: highest domain gain"))).to_be_visible(timeout=30_000)
         ctx.close()
