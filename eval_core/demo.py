@@ -8,7 +8,8 @@ Stages (each resumable: a finished stage leaves a marker and is skipped next tim
 3. `heldout`: held-out sets: the support test set (disjoint from training), general text, and
    general-knowledge probes.
 4. `finetune`: the base model fine-tuned with `transformers.Trainer` on the narrow support set,
-   evaluated on the support test set and on general text every `eval_every` steps, saving a
+   evaluated on the support test set and on general text every `eval_every` steps and at the
+   `early_saves` steps (5 and 10: forgetting starts within the first steps), saving a
    `checkpoint-*` folder (safetensors, tokenizer, trainer_state.json) each time and writing
    TensorBoard event files: exactly what a user's own run looks like. The high learning rate and
    many epochs over a small set make the model forget general text while it learns support: the

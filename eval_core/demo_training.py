@@ -49,13 +49,16 @@ class DemoSettings:
     finetune_batch: int = 16
     finetune_lr: float = 1e-3  # high on purpose: a real over-fine-tune, so forgetting is visible
     eval_every: int = 30  # 180 / 30 = 6 checkpoints
+    # Extra early checkpoints (saved and evaluated): forgetting starts within the first steps, so a run
+    # that only saves every `eval_every` steps may offer no checkpoint that still keeps 95% of its base.
+    early_saves: tuple[int, ...] = (5, 10)
     max_example_tokens: int = 112
     general_eval_blocks: int = 48
 
     @classmethod
     def quick(cls) -> DemoSettings:
         """A reduced build for tests: same data and shape, far fewer steps (6 checkpoints)."""
-        return cls(pretrain_steps=30, finetune_steps=36, eval_every=6, general_eval_blocks=12)
+        return cls(pretrain_steps=30, finetune_steps=36, eval_every=6, general_eval_blocks=12, early_saves=())
 
 
 def report_progress(progress: Progress | None, stage: str, fraction: float, message: str) -> None:
@@ -131,6 +134,21 @@ def _progress_callback(progress: Progress | None, stage: str, total: int):
             report_progress(progress, stage, state.global_step / total, f"step {state.global_step}/{total}")
 
     return ReportProgress()
+
+
+def _early_save_callback(steps: tuple[int, ...]):
+    from transformers import TrainerCallback
+
+    class SaveEarly(TrainerCallback):
+        """Save and evaluate at these steps too (Trainer's save_steps is one fixed interval)."""
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            if state.global_step in steps:
+                control.should_save = True
+                control.should_evaluate = True
+            return control
+
+    return SaveEarly()
 
 
 def _training_args(output_dir: Path, settings: DemoSettings, show_bars: bool, **overrides):
@@ -256,7 +274,8 @@ def finetune(
         eval_dataset=eval_sets,
         data_collator=_collate(tokenizer.pad_token_id),
         processing_class=tokenizer,
-        callbacks=[_progress_callback(progress, "finetune", settings.finetune_steps)],
+        callbacks=[_progress_callback(progress, "finetune", settings.finetune_steps),
+                   _early_save_callback(settings.early_saves)],
     )
     trainer.train()
     trainer.save_state()
