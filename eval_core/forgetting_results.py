@@ -2,14 +2,15 @@
 
 `forgetting_report` reads the stored per-example results (`forgetting_inputs`), then returns the
 `ftlens.forgetting` record kept in the store's `analyses` table under a key that covers the
-parameters, the record's schema version and `inputs_digest` (a sha256 over every value the analysis
-reads). It computes and stores the record only when that key is absent, so a new result, an edited
+parameters, the record's schema version, the analysis code (`code_digest`) and `inputs_digest` (a
+sha256 over every value the analysis reads). It computes and stores the record only when that key is absent, so a new result, an edited
 probe item or other parameters give a fresh analysis and an unchanged workspace none at all. The CLI,
 the pages and the reports all read the analysis through here, so they show the same numbers.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -61,8 +62,21 @@ def inputs_digest(inputs: ForgettingInputs) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+@functools.cache
+def code_digest() -> str:
+    """sha256 of the analysis's own source (eval_core.forgetting and eval_core.retention): a changed
+    formula or wording is a new key, so a record computed by older code is never served."""
+    from eval_core import forgetting, retention
+
+    h = hashlib.sha256()
+    for module in (forgetting, retention):
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()
+
+
 def analysis_key(params: dict, digest: str) -> str:
-    key = {"analysis": ANALYSIS, "schema": SCHEMA, "version": SCHEMA_VERSION, "params": params, "inputs": digest}
+    key = {"analysis": ANALYSIS, "schema": SCHEMA, "version": SCHEMA_VERSION, "code": code_digest(),
+           "params": params, "inputs": digest}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 

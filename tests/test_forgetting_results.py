@@ -91,3 +91,12 @@ def test_nothing_to_compare_is_not_stored(evaluated_demo, tmp_path):
     got = forgetting_report(ws, n_resamples=20)
     assert not got.cached and not any(c.retention for c in got.report.checkpoints)
     assert len(_rows(ws)) == rows_before
+
+
+def test_the_key_covers_the_analysis_code(ws, monkeypatch):
+    import eval_core.forgetting_results as fr
+
+    first = forgetting_report(ws, n_resamples=60)
+    monkeypatch.setattr(fr, "code_digest", lambda: "0" * 64)  # as if forgetting.py had changed
+    again = forgetting_report(ws, n_resamples=60)
+    assert not again.cached and again.key_hash != first.key_hash
