@@ -34,6 +34,8 @@ class ScoreOverlay:
     steps: tuple[int, ...]
     values: tuple[float, ...]
     unit: str = ""
+    colour: str | None = None  # None: the palette's next colour
+    percent: bool = False  # values are fractions, shown as percentages
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,9 @@ def training_curves_figure(
         ox = [(_x_at_step(run_points, s, x_axis) if x_axis != "step" else s) for s in o.steps]
         fig.add_trace(go.Scatter(
             x=ox, y=list(o.values), yaxis="y2", mode="lines+markers", name=f"{o.name} ({o.run})",
-            line={"dash": "dot"}, marker={"symbol": "diamond", "size": 8},
+            line={"dash": "dot", "width": 2.5, **({"color": o.colour} if o.colour else {})},
+            marker={"symbol": "diamond", "size": 9, **({"color": o.colour} if o.colour else {})},
+            hovertemplate=("%{y:.1%}" if o.percent else "%{y:.4g}") + f"<extra>{o.name}</extra>",
         ))
     for m in markers:
         if m.run not in runs:
@@ -169,6 +173,7 @@ def training_curves_figure(
     if overlays:
         units = {o.unit for o in overlays if o.unit}
         layout["yaxis2"] = {"overlaying": "y", "side": "right", "showgrid": False,
-                            "title": {"text": ", ".join(sorted(units)) or "checkpoint score"}}
+                            "title": {"text": ", ".join(sorted(units)) or "checkpoint score"},
+                            **({"tickformat": ".0%"} if all(o.percent for o in overlays) else {})}
     fig.update_layout(**layout)
     return fig

@@ -63,7 +63,7 @@ def curve_markers(report: ForgettingReport, runs: list[str]) -> tuple[list[Score
                      if c.run == run and c.step is not None and c.general_retention is not None)
         if pts:
             overlays.append(ScoreOverlay("general retention", run, tuple(s for s, _ in pts), tuple(v for _, v in pts),
-                                         unit="retention vs base"))
+                                         unit="retention vs base", colour="#2ca02c", percent=True))
     rec = next((c for c in report.checkpoints if c.label == report.recommendation.checkpoint), None)
     if rec is not None and rec.run in runs and rec.step is not None:
         gain = "" if rec.domain_gain is None else f", domain gain {rec.domain_gain:+.0%}"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import streamlit as st
 
 from eval_core import EvalCoreError
-from eval_core.forgetting import DEFAULT_RESAMPLES, DEFAULT_SEED, KINDS
+from eval_core.forgetting import BPB, DEFAULT_RESAMPLES, DEFAULT_SEED, KINDS
 from eval_core.forgetting_figures import frontier_figure, retention_step_figure
 from eval_core.metric_tables import results_version
 from pages import _cached
@@ -78,7 +78,7 @@ st.caption(plain(f"Against {report.base}; domain set {report.domain_dataset or '
 kinds = [k for k in KINDS if any(r.kind == k for c in report.checkpoints for r in c.retention)]
 at_chance = {r.kind: r.uninformative_reason for c in report.checkpoints for r in c.retention if not r.informative}
 # Informative kinds first: a kind where the base is at chance shows noise, not forgetting.
-kinds.sort(key=lambda k: k in at_chance)
+kinds.sort(key=lambda k: (k in at_chance, k != BPB))  # general text first: every model has a signal there
 st.subheader("Retention by step")
 k1, k2 = st.columns(2)
 kind = k1.selectbox("Probe kind", kinds, key="forgetting_kind",
