@@ -3,8 +3,13 @@ reduced demo workspace built once per test session by the real demo builder."""
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -116,3 +121,35 @@ def probed_demo(evaluated_demo, tmp_path_factory) -> Path:
     evaluate_workspace(ws, checkpoint_names=EVALUATED_CHECKPOINTS, dataset_names=["general_knowledge", "general_text"],
                        metric_names=["mc_acc", "mc_acc_norm", "perplexity"])
     return ws
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL 15 cluster on a free localhost port, run as user postgres (skipped where
+    the server binaries or root are missing, except under CI=true, where that fails)."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not bins or os.geteuid() != 0 or not shutil.which("runuser"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL server binaries (and root) are needed for this test in CI")
+        pytest.skip("no PostgreSQL server binaries here (or not root to run them as 'postgres')")
+    pg = bins[-1]
+    data = tempfile.mkdtemp(prefix="ftlens-pg-")
+    shutil.chown(data, "postgres", "postgres")
+    port = _free_port()
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_pg, f"{pg}/initdb", "-D", f"{data}/db", "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                    "--no-sync"], check=True, capture_output=True)
+    subprocess.run([*as_pg, f"{pg}/pg_ctl", "-D", f"{data}/db", "-l", f"{data}/log", "-w", "-t", "30", "-o",
+                    f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_pg, f"{pg}/pg_ctl", "-D", f"{data}/db", "-m", "fast", "-w", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
