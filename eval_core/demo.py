@@ -14,6 +14,9 @@ Stages (each resumable: a finished stage leaves a marker and is skipped next tim
    TensorBoard event files: exactly what a user's own run looks like. The high learning rate and
    many epochs over a small set make the model forget general text while it learns support: the
    demo has real forgetting to find.
+5. `campaign`: support-set answers of the first, a middle and the last checkpoint are generated
+   and stored (as `evaluate` does), and the blind rating campaign "demo" is created over them for
+   the raters alice and bob, each item seen by both.
 
 Everything is seeded; the same settings give the same weights. torch and transformers are imported
 inside the functions that train, so importing eval_core stays fast.
@@ -43,7 +46,10 @@ from eval_core.errors import WorkspaceError
 from eval_core.version import __version__
 from eval_core.workspace import STATE_DIR
 
-STAGES = ("tokenizer", "base_model", "heldout", "finetune")
+STAGES = ("tokenizer", "base_model", "heldout", "finetune", "campaign")
+DEMO_CAMPAIGN = "demo"
+DEMO_RATERS = ("alice", "bob")
+DEMO_CAMPAIGN_ITEMS = 24  # per rater with overlap 2: a few minutes of rating, enough for the statistics to show
 
 
 class _Markers:
@@ -150,6 +156,12 @@ def build_demo_workspace(
         markers.mark("finetune")
     timings["finetune"] = time.perf_counter() - t
 
+    t = time.perf_counter()
+    if not markers.done("campaign"):
+        build_demo_campaign(root, progress)
+        markers.mark("campaign")
+    timings["campaign"] = time.perf_counter() - t
+
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(base_dir, local_files_only=True)
@@ -166,6 +178,36 @@ def build_demo_workspace(
     record_path.write_text(json.dumps(record, indent=2), encoding="utf-8")
     report_progress(progress, "done", 1.0, "demo workspace ready")
     return record
+
+
+def build_demo_campaign(root: Path, progress: Progress | None = None) -> None:
+    """Generate support-set answers of the first, a middle and the last checkpoint (stored with their
+    text metrics, as `evaluate` does) and create the blind rating campaign "demo" for two raters."""
+    from eval_core.errors import EvalCoreError
+    from eval_core.evaluation import evaluate_workspace
+    from eval_core.rating_setup import create_campaign, open_rating_store
+    from eval_core.workspace import discover_workspace
+
+    ckpts = [c for c in discover_workspace(root).checkpoints if c.step is not None]
+    ckpts.sort(key=lambda c: c.step)
+    chosen = list(dict.fromkeys([ckpts[0].name, ckpts[len(ckpts) // 2].name, ckpts[-1].name]))
+    if len(chosen) < 2:  # a run with one checkpoint (tiny test builds): compare it with the base model
+        chosen.insert(0, "base")
+    report_progress(progress, "campaign", 0.0, f"generating support answers of {', '.join(chosen)}")
+    evaluate_workspace(root, checkpoint_names=chosen, dataset_names=["support_test"], metric_names=["bleu", "chrf", "rougeL"])
+    store = open_rating_store(root)
+    try:
+        exists = any(c.name == DEMO_CAMPAIGN for c in store.campaigns())
+    finally:
+        store.close()
+    if not exists:
+        try:
+            create_campaign(root, DEMO_CAMPAIGN, chosen, DEMO_RATERS, dataset="support_test", overlap=2,
+                            max_items=DEMO_CAMPAIGN_ITEMS)
+        except EvalCoreError as exc:  # a half-finished earlier build may have created it between the check and here
+            if "exists" not in exc.message:
+                raise
+    report_progress(progress, "campaign", 1.0, "rating campaign 'demo' ready")
 
 
 def write_heldout_sets(root: Path, data: DemoData) -> None:
