@@ -48,6 +48,8 @@ PAGES = [
     st.Page("pages/training_curves.py", title="Training curves", icon="📈", url_path="curves"),
     st.Page("pages/metrics.py", title="Metrics", icon="📊", url_path="scores"),
     st.Page("pages/forgetting.py", title="Forgetting", icon="🧠", url_path="retention"),
+    st.Page("pages/rating.py", title="Rate outputs", icon="⚖️", url_path="rate"),
+    st.Page("pages/rating_results.py", title="Rating results", icon="🏆", url_path="rankings"),
 ]
 
 

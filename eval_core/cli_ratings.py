@@ -80,6 +80,8 @@ def format_summary_table(summary) -> str:  # noqa: ANN001 - a rating_analysis.Ra
 def _cmd_summary(args: argparse.Namespace) -> int:
     from eval_core.rating_setup import campaign_summary, open_rating_store
 
+    if args.resamples < 1:
+        raise EvalCoreError(f"--resamples {args.resamples}: give at least 1", field="resamples")
     root = _workspace(args)
     store = open_rating_store(root)
     try:
@@ -106,7 +108,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.write(text)
     else:
-        args.out.write_text(text, encoding="utf-8")
+        try:
+            args.out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise EvalCoreError(f"cannot write {args.out}: {exc.strerror}; give a file in an existing folder",
+                                field="out") from exc
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

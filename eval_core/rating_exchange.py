@@ -13,8 +13,9 @@ Export:
   = + - @ (or a tab / carriage return) get a leading apostrophe so a spreadsheet never runs them.
 - `jsonl`: the next fine-tuning round's data in the demo's training format (`id`, `category`,
   `prompt`, `response`, plus `source` and who said so): every rater correction (source `correction`), and for
-  items without one, the output the raters preferred when every rater of the item picked the same
-  side (source `preferred`). Ties, "both bad" and split verdicts give no row.
+  items without one, the output the raters preferred once every rater assigned to the item has rated
+  it and all picked the same output (source `preferred`). Ties, "both bad", split verdicts, items
+  still being rated and empty outputs give no row.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -47,7 +48,11 @@ def read_judgments_csv(path: Path | str) -> list[dict]:
     if size > MAX_IMPORT_BYTES:
         raise EvalCoreError(f"the file is {size / 1e6:.0f} MB; judgments files are limited to {MAX_IMPORT_BYTES / 1e6:.0f} MB",
                             path=path)
-    return parse_judgments_csv(path.read_bytes(), path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:  # a folder, a permission problem
+        raise EvalCoreError(f"cannot read the judgments file: {exc.strerror}; give a CSV file", path=path) from exc
+    return parse_judgments_csv(data, path)
 
 
 def parse_judgments_csv(data: bytes, path: Path | str) -> list[dict]:
@@ -58,7 +63,8 @@ def parse_judgments_csv(data: bytes, path: Path | str) -> list[dict]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise EvalCoreError(f"not UTF-8 text (byte {exc.start}); save the CSV as UTF-8", path=path) from exc
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise EvalCoreError(f"not UTF-8 text (byte {exc.start}); save the CSV as UTF-8", path=path, line=line) from exc
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
     missing = [c for c in IMPORT_COLUMNS if c not in header]
@@ -180,6 +186,7 @@ def summary_json(summary) -> str:  # noqa: ANN001 - a rating_analysis.RatingSumm
 def finetune_rows(store: RatingStore, campaign: str) -> list[dict]:
     """The human-in-the-loop JSONL rows (see the module doc), in item order."""
     items = store.items(campaign)
+    expected = Counter(a.item_id for a in store.assignments(campaign))  # raters assigned per item
     by_item: dict[str, list[dict]] = defaultdict(list)
     for r in store.ratings_of(campaign):
         by_item[r["item_id"]].append(r)
@@ -189,6 +196,7 @@ def finetune_rows(store: RatingStore, campaign: str) -> list[dict]:
         if item is None:
             continue  # an imported judgment: no texts to learn from
         rs = sorted(by_item[item_id], key=lambda r: r["rater"])
+        assigned = expected.get(item_id, len(rs))
         corrections = [r for r in rs if r["correction"]]
         for r in corrections:
             out.append({"id": f"{campaign}-{item_id}-{r['rater']}", "category": item.category, "prompt": item.prompt,
@@ -196,7 +204,7 @@ def finetune_rows(store: RatingStore, campaign: str) -> list[dict]:
         if corrections:
             continue
         picks = {r["model_left"] if r["verdict"] == "left" else r["model_right"] if r["verdict"] == "right" else None for r in rs}
-        if len(picks) == 1 and None not in picks:
+        if len(rs) == assigned and len(picks) == 1 and None not in picks and item.outputs[next(iter(picks))].strip():
             model = picks.pop()
             out.append({"id": f"{campaign}-{item_id}", "category": item.category, "prompt": item.prompt,
                         "response": item.outputs[model], "source": "preferred",

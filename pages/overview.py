@@ -26,6 +26,7 @@ STAGE_LABELS = {
     "base_model": "Pretraining the base model",
     "heldout": "Writing held-out sets",
     "finetune": "Fine-tuning (saving checkpoints)",
+    "campaign": "Generating answers for the rating campaign",
     "done": "Done",
 }
 
