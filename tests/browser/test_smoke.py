@@ -5,7 +5,8 @@ Overview and checks the demo's checkpoints are listed, opens Training curves and
 with the best step labelled, then switches workspace in the sidebar. A second test opens the
 Metrics page of an evaluated demo, its A-vs-B view, and checks that an output holding HTML is
 shown as literal text (and never runs). A third opens the Forgetting page from the Overview
-recommendation and changes the threshold there.
+recommendation and changes the threshold there. A fourth has alice and bob rate at once in two
+browser sessions (no checkpoint name in either page), then opens the ranking.
 The test fails (it does not skip) when /usr/bin/chromium is missing: `.ci/run` installs it.
 """
 
@@ -211,3 +212,71 @@ def test_forgetting_page_from_the_overview_recommendation(forgetting_server, tmp
         page.get_by_role("link", name="Overview").click()
         expect(page.get_by_text(re.compile(r"^Recommended checkpoint: checkpoint-36: highest domain gain"))).to_be_visible(timeout=30_000)
         ctx.close()
+
+
+def _rate_one(page, verdict: str) -> None:
+    from playwright.sync_api import expect
+
+    form = page.locator('[data-testid="stForm"]')
+    form.get_by_text(verdict, exact=True).click()
+    form.get_by_role("button", name="Submit").click()
+    expect(page.get_by_text("Saved.")).to_be_visible(timeout=30_000)
+    wait_idle(page)
+
+
+def test_two_raters_rate_at_once_blind_and_the_ranking_shows(quick_demo, tmp_path):
+    """alice and bob rate in two browsers at the same time; neither page names a checkpoint; both
+    ratings are stored once; the results page ranks the checkpoints."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from eval_core.rating_setup import open_rating_store
+
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (bash scripts/install.sh --test does)"
+    ws = tmp_path / "ws"
+    shutil.copytree(quick_demo, ws, ignore=shutil.ignore_patterns("optimizer.pt", "events.out.*"))
+    server = start_server(ws, tmp_path)
+    url = next(server)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            pages = {}
+            for rater in ("alice", "bob"):  # two browser contexts: two separate sessions, as two people
+                page = browser.new_context().new_page()
+                page.goto(url)
+                wait_idle(page)
+                page.get_by_role("link", name="Rate outputs").click()
+                expect(page.get_by_role("heading", name="Rate outputs")).to_be_visible(timeout=60_000)
+                wait_idle(page)
+                page.get_by_role("combobox", name="Your name").click()
+                page.get_by_role("option", name=rater, exact=True).click()
+                expect(page.get_by_text(f"{rater}: 0 of 24 rated")).to_be_visible(timeout=30_000)
+                wait_idle(page)
+                pages[rater] = page
+            for page in pages.values():
+                html = page.content()
+                assert "checkpoint" not in html.lower()  # blind: no checkpoint name anywhere in the page
+            _rate_one(pages["alice"], "A is better")
+            _rate_one(pages["bob"], "B is better")
+            _rate_one(pages["alice"], "Tie")
+            expect(pages["alice"].get_by_text("alice: 2 of 24 rated")).to_be_visible()
+            expect(pages["bob"].get_by_text("bob: 1 of 24 rated")).to_be_visible()
+            assert "checkpoint" not in pages["alice"].content().lower()
+            pages["alice"].screenshot(path=str(tmp_path / "rating.png"), full_page=True)
+
+            results = pages["bob"]
+            results.get_by_role("link", name="Rating results").click()
+            expect(results.get_by_role("heading", name="Rating results")).to_be_visible(timeout=30_000)
+            wait_idle(results)
+            expect(results.get_by_text(re.compile(r"^3 judgments"))).to_be_visible(timeout=60_000)
+            expect(results.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
+            expect(results.get_by_role("heading", name="Agreement and position bias")).to_be_visible()
+            results.screenshot(path=str(tmp_path / "rating_results.png"), full_page=True)
+            browser.close()
+    finally:
+        next(server, None)
+    store = open_rating_store(ws)
+    try:
+        rows = store.ratings_of("demo")
+    finally:
+        store.close()
+    assert sorted((r["rater"], r["verdict"]) for r in rows) == [("alice", "left"), ("alice", "tie"), ("bob", "right")]
