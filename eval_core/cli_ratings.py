@@ -83,11 +83,8 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     if args.resamples < 1:
         raise EvalCoreError(f"--resamples {args.resamples}: give at least 1", field="resamples")
     root = _workspace(args)
-    store = open_rating_store(root)
-    try:
+    with open_rating_store(root) as store:
         name = _one_campaign(store, args.campaign)
-    finally:
-        store.close()
     summary = campaign_summary(root, name, seed=args.seed, n_resamples=args.resamples)
     if args.format == "json":
         print(json.dumps(summary.to_dict(), indent=1, ensure_ascii=False, allow_nan=False))
@@ -100,11 +97,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from eval_core.rating_exchange import export_text
     from eval_core.rating_setup import open_rating_store
 
-    store = open_rating_store(_workspace(args))
-    try:
+    with open_rating_store(_workspace(args)) as store:
         text = export_text(store, _one_campaign(store, args.campaign), args.format)
-    finally:
-        store.close()
     if args.out is None:
         sys.stdout.write(text)
     else:
@@ -121,11 +115,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from eval_core.rating_exchange import import_judgments
     from eval_core.rating_setup import open_rating_store
 
-    store = open_rating_store(_workspace(args))
-    try:
+    with open_rating_store(_workspace(args)) as store:
         stored, existing = import_judgments(store, args.campaign, args.file)
-    finally:
-        store.close()
     print(f"imported {stored} judgments into '{args.campaign}'" + (f" ({existing} were already stored)" if existing else ""))
     return 0
 
@@ -134,12 +125,9 @@ def _cmd_progress(args: argparse.Namespace) -> int:
     from eval_core.cli import _table
     from eval_core.rating_setup import open_rating_store
 
-    store = open_rating_store(_workspace(args))
-    try:
+    with open_rating_store(_workspace(args)) as store:
         name = _one_campaign(store, args.campaign)
         rows = [[p.rater, p.done, p.total, p.skipped] for p in store.progress(name)]
-    finally:
-        store.close()
     print(_table(["rater", "rated", "assigned", "skipped"], rows))
     return 0
 

@@ -195,11 +195,8 @@ def build_demo_campaign(root: Path, progress: Progress | None = None) -> None:
         chosen.insert(0, "base")
     report_progress(progress, "campaign", 0.0, f"generating support answers of {', '.join(chosen)}")
     evaluate_workspace(root, checkpoint_names=chosen, dataset_names=["support_test"], metric_names=["bleu", "chrf", "rougeL"])
-    store = open_rating_store(root)
-    try:
+    with open_rating_store(root) as store:
         exists = any(c.name == DEMO_CAMPAIGN for c in store.campaigns())
-    finally:
-        store.close()
     if not exists:
         try:
             create_campaign(root, DEMO_CAMPAIGN, chosen, DEMO_RATERS, dataset="support_test", overlap=2,

@@ -79,11 +79,8 @@ def create_campaign(
     spec = CampaignSpec(name, results.name, results.generation_hash, tuple(models), tuple(raters),
                         tuple(results.checkpoint(m).fingerprint for m in models), overlap, tuple(rubric), scale, seed, max_items)
     items = rating_items(results, models)
-    store = open_rating_store(root, url)
-    try:
+    with open_rating_store(root, url) as store:
         plan = store.create_campaign(spec, items)
-    finally:
-        store.close()
     return spec, len({a.item_id for a in plan})
 
 
@@ -92,11 +89,8 @@ def campaign_summary(root: Path | str, campaign: str, *, seed: int = DEFAULT_SEE
     """The campaign's `ftlens.ratings` record (eval_core.rating_analysis.summarise) from its ratings."""
     from eval_core.rating_analysis import summarise
 
-    store = open_rating_store(root, url)
-    try:
+    with open_rating_store(root, url) as store:
         store.campaign(campaign)  # a clear error for an unknown name
         rows = store.ratings_of(campaign)
-    finally:
-        store.close()
     judgments, likert = judgments_and_scores(rows)
     return summarise(judgments, likert, campaign=campaign, seed=seed, n_resamples=n_resamples)

@@ -273,3 +273,9 @@ class ResultsStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def __enter__(self):  # noqa: ANN204 - the store itself (a subclass's type)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -52,6 +52,17 @@ def current_workspace() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def page_workspace(title: str) -> Path:
+    """Draw the page title and return the open workspace; with none open, say how to open one and
+    stop the page."""
+    st.title(title)
+    root = current_workspace()
+    if root is None:
+        st.info("No workspace is open: choose one in the sidebar or open the demo from the Overview.")
+        st.stop()
+    return root
+
+
 def set_workspace(path: Path | str | None) -> None:
     """Switch this session to `path` (None: no workspace)."""
     st.session_state[WORKSPACE_KEY] = str(path) if path else None

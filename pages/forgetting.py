@@ -26,7 +26,7 @@ from eval_core.forgetting_figures import frontier_figure, retention_step_figure
 from eval_core.metric_tables import results_version
 from pages import _cached
 from pages._render import plain, problem_text
-from pages._session import THRESHOLD_KEY, current_workspace, forgetting_threshold
+from pages._session import THRESHOLD_KEY, forgetting_threshold, page_workspace
 
 HOW_TO = ("python -m eval_core evaluate --workspace {root} --dataset general_knowledge --dataset general_text "
           "--dataset support_test")
@@ -36,11 +36,7 @@ def _pct(x: float | None, signed: bool = False) -> str:
     return "undefined" if x is None else f"{x:+.1%}" if signed else f"{x:.1%}"
 
 
-st.title("Forgetting")
-root = current_workspace()
-if root is None:
-    st.info("No workspace is open: choose one in the sidebar or open the demo from the Overview.")
-    st.stop()
+root = page_workspace("Forgetting")
 
 c1, c2, c3 = st.columns(3)
 threshold = c1.number_input("Retention threshold", min_value=0.01, max_value=2.0, value=forgetting_threshold(), step=0.01,

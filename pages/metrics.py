@@ -29,13 +29,9 @@ from eval_core.significance import DEFAULT_RESAMPLES, DEFAULT_SEED
 from pages import _cached
 from pages import _metrics_views as views
 from pages._render import plain, problem_text
-from pages._session import current_workspace
+from pages._session import page_workspace
 
-st.title("Metrics")
-root = current_workspace()
-if root is None:
-    st.info("No workspace is open: choose one in the sidebar or open the demo from the Overview.")
-    st.stop()
+root = page_workspace("Metrics")
 try:
     ws = _cached.workspace_summary(str(root))
     version = results_version(ws.root)

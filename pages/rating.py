@@ -17,7 +17,7 @@ import streamlit as st
 
 from eval_core import EvalCoreError
 from pages._render import plain, problem_text
-from pages._session import current_workspace
+from pages._session import page_workspace
 
 VERDICT_LABELS = {"left": "A is better", "right": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
 NOT_RATED = "–"
@@ -40,17 +40,10 @@ def _show_flash() -> None:
         getattr(st, kind)(text if kind == "error" else plain(text))  # errors come escaped by problem_text
 
 
-st.title("Rate outputs")
-root = current_workspace()
-if root is None:
-    st.info("No workspace is open: choose one in the sidebar or open the demo from the Overview.")
-    st.stop()
+root = page_workspace("Rate outputs")
 try:
-    store = _store(root)
-    try:
+    with _store(root) as store:
         campaigns = [c for c in store.campaigns() if not c.imported]
-    finally:
-        store.close()
 except EvalCoreError as exc:
     st.error(problem_text(exc.message, exc.path, exc.line, exc.field))
     st.stop()
@@ -69,12 +62,9 @@ if rater is None:
             "which is never shown here.")
     st.stop()
 
-store = _store(root)
-try:
+with _store(root) as store:
     mine = next(p for p in store.progress(name) if p.rater == rater)
     item = store.next_item(name, rater)
-finally:
-    store.close()
 
 _show_flash()
 st.progress(mine.done / mine.total if mine.total else 1.0,
@@ -82,11 +72,8 @@ st.progress(mine.done / mine.total if mine.total else 1.0,
 
 
 def undo() -> None:
-    s = _store(root)
-    try:
+    with _store(root) as s:
         token = s.undo_last(name, rater)
-    finally:
-        s.close()
     _flash("info", "Your last rating was deleted; rate that item again." if token else "Nothing to undo.")
 
 
@@ -120,15 +107,13 @@ def submit(token: str) -> None:
         return
     scores = {side: {c: int(v) for c in spec.rubric if (v := st.session_state.get(f"{k}_{side}_{c}", NOT_RATED)) != NOT_RATED}
               for side in ("left", "right")}
-    s = _store(root)
     try:
-        stored = s.submit(name, token, rater, verdict, scores, st.session_state.get(f"{k}_comment", ""),
-                          st.session_state.get(f"{k}_correction", ""))
+        with _store(root) as s:
+            stored = s.submit(name, token, rater, verdict, scores, st.session_state.get(f"{k}_comment", ""),
+                              st.session_state.get(f"{k}_correction", ""))
     except EvalCoreError as exc:
         _flash("error", problem_text(exc.message, exc.path, exc.line, exc.field))
         return
-    finally:
-        s.close()
     _flash("success" if stored else "info", "Saved." if stored else "This item was already saved; it was not stored twice.")
 
 
@@ -149,11 +134,8 @@ with st.form(key=f"{key}_form", clear_on_submit=False, border=True):
 
 
 def skip() -> None:
-    s = _store(root)
-    try:
+    with _store(root) as s:
         s.skip(name, item.token, rater)
-    finally:
-        s.close()
     _flash("info", "Skipped: the item comes back at the end of your queue.")
 
 

@@ -25,7 +25,7 @@ from eval_core.rating_exchange import export_text, import_judgments, summary_jso
 from eval_core.rating_figures import ranking_figure, win_matrix_figure
 from pages import _cached
 from pages._render import plain, problem_text
-from pages._session import current_workspace
+from pages._session import page_workspace
 
 
 def _store(root):  # noqa: ANN001, ANN202
@@ -80,29 +80,20 @@ def import_form(root: Path) -> None:
         upload = st.file_uploader("Judgments CSV: item_id, rater, model_a (shown left), model_b, winner[, category]",
                                   type=["csv"], key="import_file")
         if st.form_submit_button("Import") and upload is not None:
-            store = _store(root)
             try:
-                stored, existing = import_judgments(store, campaign, Path(upload.name).name, upload.getvalue())
+                with _store(root) as store:
+                    stored, existing = import_judgments(store, campaign, Path(upload.name).name, upload.getvalue())
             except EvalCoreError as exc:
                 st.error(problem_text(exc.message, exc.path, exc.line, exc.field))
                 return
-            finally:
-                store.close()
             _cached.clear_results()
             st.success(plain(f"Imported {stored} judgments into '{campaign}'" + (f" ({existing} already stored)" if existing else "")))
 
 
-st.title("Rating results")
-root = current_workspace()
-if root is None:
-    st.info("No workspace is open: choose one in the sidebar or open the demo from the Overview.")
-    st.stop()
+root = page_workspace("Rating results")
 try:
-    store = _store(root)
-    try:
+    with _store(root) as store:
         campaigns = store.campaigns()
-    finally:
-        store.close()
 except EvalCoreError as exc:
     st.error(problem_text(exc.message, exc.path, exc.line, exc.field))
     st.stop()
@@ -122,12 +113,9 @@ seed = int(c3.number_input("Bootstrap seed", value=12345, step=1, key="results_s
 n_resamples = int(c4.number_input("Resamples", 50, 10_000, 1000, step=50, key="results_resamples"))
 try:
     summary = _cached.rating_summary(str(root), name, _cached.results_version_of(str(root)), seed, n_resamples)
-    store = _store(root)
-    try:
+    with _store(root) as store:
         progress = store.progress(name)
         spec = store.campaign(name)
-    finally:
-        store.close()
 except EvalCoreError as exc:
     st.error(problem_text(exc.message, exc.path, exc.line, exc.field))
     st.stop()
@@ -186,11 +174,8 @@ st.dataframe(pd.DataFrame([{"rater": p.rater, "rated": p.done, "assigned": p.tot
 
 st.subheader("Export")
 e1, e2, e3, e4 = st.columns(4)
-store = _store(root)
-try:
+with _store(root) as store:
     exports = {fmt: export_text(store, name, fmt) for fmt in ("csv", "json", *(() if spec.imported else ("jsonl",)))}
-finally:
-    store.close()
 e1.download_button("Ratings (CSV)", exports["csv"], f"{name}-ratings.csv", "text/csv", key="dl_csv")
 e2.download_button("Ratings (JSON)", exports["json"], f"{name}-ratings.json", "application/json", key="dl_json")
 e3.download_button("Summary (JSON)", summary_json(summary), f"{name}-summary.json", "application/json", key="dl_summary")

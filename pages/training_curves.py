@@ -32,7 +32,7 @@ from eval_core.training_logs import CurveTable, merge_tables
 from pages import _cached
 from pages._forgetting_views import curve_markers, recommendation_text, stored_forgetting
 from pages._render import plain, problem_text
-from pages._session import current_workspace
+from pages._session import page_workspace
 
 LIVE_SECONDS = 5
 HIDDEN_BY_DEFAULT = ("_runtime", "_per_second", "total_flos")
@@ -74,11 +74,7 @@ def overlays_for(root: str, version, options: dict, chosen_scores: list[str], ru
     return out
 
 
-st.title("Training curves")
-root = current_workspace()
-if root is None:
-    st.info("No workspace is open: choose one in the sidebar or open the demo from the Overview.")
-    st.stop()
+root = page_workspace("Training curves")
 try:
     ws = _cached.workspace_summary(str(root))
 except EvalCoreError as exc:
