@@ -128,6 +128,9 @@ if summary.n_judgments == 0:
 bt = summary.bradley_terry if ties == "half" else (summary.bradley_terry_ties_dropped or summary.bradley_terry)
 if bt.strengths:
     st.subheader("Ranking")
+    if not bt.connected:
+        st.warning("Some checkpoints were never compared with the others, directly or through a chain of "
+                   "comparisons: strengths across those groups are not set by the ratings. Rate pairs that connect them.")
     st.plotly_chart(ranking_figure(bt), key="results_ranking", width="stretch")
     wins = {w.model: w for w in summary.win_rates}
     st.dataframe(pd.DataFrame([

@@ -111,3 +111,18 @@ def test_exports_are_offered(app, monkeypatch, rated):
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels[:3] == ["Ratings (CSV)", "Ratings (JSON)", "Summary (JSON)"]
     assert labels[3].startswith("Fine-tuning data (JSONL, ")
+
+
+def test_disconnected_comparisons_are_warned_about(app, monkeypatch, evaluated_demo, tmp_path):
+    from eval_core.rating_exchange import import_judgments
+
+    ws = tmp_path / "ws"
+    shutil.copytree(evaluated_demo, ws)
+    csv = tmp_path / "two_groups.csv"
+    csv.write_text("item_id,rater,model_a,model_b,winner\n" + "".join(
+        f"i{i},ann,{a},{b},{w}\n" for i, (a, b, w) in enumerate([("m1", "m2", "model_a"), ("m1", "m2", "model_b"),
+                                                                 ("m3", "m4", "model_a"), ("m3", "m4", "tie")])))
+    with open_rating_store(ws) as store:
+        import_judgments(store, "imported", csv)
+    at = open_page(app, monkeypatch, ws)
+    assert "never compared with the others" in at.warning[0].value
