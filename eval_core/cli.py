@@ -16,6 +16,7 @@ from pathlib import Path
 
 from eval_core.cli_forgetting import add_forgetting_commands
 from eval_core.cli_ratings import add_ratings_commands
+from eval_core.cli_report import add_report_commands
 from eval_core.cli_scoring import add_scoring_commands
 from eval_core.cli_text import add_text_commands
 from eval_core.errors import EvalCoreError
@@ -186,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_text_commands(sub)
     add_forgetting_commands(sub)
     add_ratings_commands(sub)
+    add_report_commands(sub)
     return parser
 
 

@@ -1,0 +1,52 @@
+"""The `report` command: the evaluation report from stored results.
+
+    python -m eval_core report --workspace DIR --format json|md|csv --out FILE [--sections a,b,...]
+                               [--seed N] [--resamples N]
+
+Builds the `ftlens.report` record (eval_core.report_model; it runs no model) and writes it as JSON,
+Markdown, or a zip of CSV tables (`csv`). Errors are `EvalCoreError`s printed as one line by `cli.main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from eval_core.errors import EvalCoreError
+from eval_core.report_model import DEFAULT_RESAMPLES, DEFAULT_SEED, SECTIONS
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from eval_core.report_model import build_report
+    from eval_core.report_render import to_csv_zip, to_json, to_markdown
+
+    if not args.workspace.is_dir():
+        raise EvalCoreError(f"{args.workspace}: not a folder; give the workspace folder with --workspace")
+    if args.resamples < 1:
+        raise EvalCoreError(f"--resamples {args.resamples}: give at least 1", field="resamples")
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    report = build_report(args.workspace, sections, seed=args.seed, n_resamples=args.resamples)
+    data = to_csv_zip(report) if args.format == "csv" else (to_json(report) if args.format == "json"
+                                                           else to_markdown(report)).encode("utf-8")
+    try:
+        args.out.write_bytes(data)
+    except OSError as exc:
+        raise EvalCoreError(f"cannot write {args.out}: {exc.strerror}; give a file in an existing folder", field="out") from exc
+    print(f"wrote {args.out} ({len(data):,} bytes; sections: {', '.join(report.sections)})", file=sys.stderr)
+    return 0
+
+
+def add_report_commands(sub: argparse._SubParsersAction) -> None:
+    """Register `report` on the main parser's subcommands."""
+    p = sub.add_parser("report", help="the evaluation report (json, md, csv zip) from stored results",
+                       description="Summary and recommendation, training curves, metrics with intervals, forgetting, "
+                       "human ratings and representative examples, with every number's protocol and the workspace's "
+                       "fingerprints; built from stored results only.")
+    p.add_argument("--workspace", required=True, type=Path, help="the workspace folder")
+    p.add_argument("--format", choices=("json", "md", "csv"), required=True, help="csv: a zip of one CSV per table")
+    p.add_argument("--out", required=True, type=Path, help="the file to write")
+    p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma separated (default all: {','.join(SECTIONS)})")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed (default 12345)")
+    p.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples (default 1000)")
+    p.set_defaults(func=_cmd_report)
