@@ -1,10 +1,10 @@
 """The `report` command: the evaluation report from stored results.
 
-    python -m eval_core report --workspace DIR --format json|md|csv --out FILE [--sections a,b,...]
+    python -m eval_core report --workspace DIR --format html|md|json|csv|pdf --out FILE [--sections a,b,...]
                                [--seed N] [--resamples N]
 
-Builds the `ftlens.report` record (eval_core.report_model; it runs no model) and writes it as JSON,
-Markdown, or a zip of CSV tables (`csv`). Errors are `EvalCoreError`s printed as one line by `cli.main`.
+Builds the `ftlens.report` record (eval_core.report_model; it runs no model) and writes it as
+self-contained HTML, Markdown, JSON, a zip of CSV tables (`csv`) or PDF (eval_core.report_html). Errors are `EvalCoreError`s printed as one line by `cli.main`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from eval_core.report_model import DEFAULT_RESAMPLES, DEFAULT_SEED, SECTIONS
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from eval_core.report_html import to_html, to_pdf
     from eval_core.report_model import build_report
     from eval_core.report_render import to_csv_zip, to_json, to_markdown
 
@@ -27,8 +28,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise EvalCoreError(f"--resamples {args.resamples}: give at least 1", field="resamples")
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     report = build_report(args.workspace, sections, seed=args.seed, n_resamples=args.resamples)
-    data = to_csv_zip(report) if args.format == "csv" else (to_json(report) if args.format == "json"
-                                                           else to_markdown(report)).encode("utf-8")
+    render = {"csv": to_csv_zip, "pdf": to_pdf, "json": lambda r: to_json(r).encode("utf-8"),
+              "md": lambda r: to_markdown(r).encode("utf-8"), "html": lambda r: to_html(r).encode("utf-8")}
+    data = render[args.format](report)
     try:
         args.out.write_bytes(data)
     except OSError as exc:
@@ -39,12 +41,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def add_report_commands(sub: argparse._SubParsersAction) -> None:
     """Register `report` on the main parser's subcommands."""
-    p = sub.add_parser("report", help="the evaluation report (json, md, csv zip) from stored results",
+    p = sub.add_parser("report", help="the evaluation report (html, md, json, csv zip, pdf) from stored results",
                        description="Summary and recommendation, training curves, metrics with intervals, forgetting, "
                        "human ratings and representative examples, with every number's protocol and the workspace's "
                        "fingerprints; built from stored results only.")
     p.add_argument("--workspace", required=True, type=Path, help="the workspace folder")
-    p.add_argument("--format", choices=("json", "md", "csv"), required=True, help="csv: a zip of one CSV per table")
+    p.add_argument("--format", choices=("html", "md", "json", "csv", "pdf"), required=True,
+                   help="html: one self-contained file (charts inlined, no network); csv: a zip of one CSV per table; "
+                   "pdf: the HTML printed by headless Chromium")
     p.add_argument("--out", required=True, type=Path, help="the file to write")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma separated (default all: {','.join(SECTIONS)})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed (default 12345)")

@@ -123,3 +123,35 @@ def test_report_command_errors_are_one_line(ws, tmp_path, capsys):
     assert "unknown report section(s) bogus" in capsys.readouterr().err
     assert main(["report", "--workspace", str(ws), "--format", "md", "--out", str(tmp_path / "no" / "r.md"),
                  "--sections", "metrics"]) == 2
+
+
+def test_html_is_self_contained_and_escapes_untrusted_text(report):
+    import re
+
+    from eval_core.report_html import to_html
+
+    page = to_html(report)
+    assert page.startswith("<!DOCTYPE html>") and "Plotly.newPlot" in page
+    # no external script, stylesheet, font or image: everything is inline
+    from plotly.offline import get_plotlyjs
+
+    ours = page.replace(get_plotlyjs(), "")  # plotly.js itself holds URL strings (map tiles, its logo link)
+    assert not re.search(r"<script[^>]+src=", ours) and "<link" not in ours
+    assert not re.search(r"""(?:src|href)=["']?https?:""", ours)
+    assert "default-src 'none'" in page  # and the page forbids fetching anything
+    # the hostile output is text: its tags are escaped, only our own <script> elements exist
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in page
+    assert "<img" not in page and "onerror=alert" not in page.replace("onerror=alert(2)&gt;", "")
+
+
+def test_pdf_is_printed_by_chromium(report, tmp_path):
+    from eval_core.report_html import to_pdf
+
+    pdf = to_pdf(build_report_small(report))
+    assert pdf.startswith(b"%PDF-") and len(pdf) > 10_000
+
+
+def build_report_small(report):
+    from dataclasses import replace
+
+    return replace(report, examples=report.examples[:2])

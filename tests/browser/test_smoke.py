@@ -280,3 +280,42 @@ def test_two_raters_rate_at_once_blind_and_the_ranking_shows(quick_demo, tmp_pat
     finally:
         store.close()
     assert sorted((r["rater"], r["verdict"]) for r in rows) == [("alice", "left"), ("alice", "tie"), ("bob", "right")]
+
+
+def test_html_report_renders_offline_without_console_errors(probed_demo, tmp_path):
+    """The HTML report opens from disk with every network request refused: charts draw, no console
+    error, nothing fetched. The screenshot is kept in test-artifacts/report_html.png."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from eval_core.report_html import to_html
+    from eval_core.report_model import build_report
+
+    ws = tmp_path / "ws"
+    shutil.copytree(probed_demo, ws)
+    page_file = tmp_path / "report.html"
+    page_file.write_text(to_html(build_report(ws, n_resamples=50)), encoding="utf-8")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        context = browser.new_context()
+        requested: list[str] = []
+
+        def refuse(route):  # noqa: ANN001
+            if not route.request.url.startswith("file:"):
+                requested.append(route.request.url)
+                return route.abort()
+            return route.continue_()
+
+        context.route("**/*", refuse)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(page_file.as_uri())
+        expect(page.get_by_role("heading", name="Forgetting", exact=True)).to_be_visible(timeout=30_000)
+        expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible(timeout=30_000)
+        assert page.locator(".js-plotly-plot").count() >= 2
+        artifacts = REPO / "test-artifacts"
+        artifacts.mkdir(exist_ok=True)
+        page.screenshot(path=str(artifacts / "report_html.png"), full_page=True)
+        browser.close()
+    assert errors == [] and requested == []
