@@ -50,6 +50,7 @@ PAGES = [
     st.Page("pages/forgetting.py", title="Forgetting", icon="🧠", url_path="retention"),
     st.Page("pages/rating.py", title="Rate outputs", icon="⚖️", url_path="rate"),
     st.Page("pages/rating_results.py", title="Rating results", icon="🏆", url_path="rankings"),
+    st.Page("pages/export.py", title="Export", icon="📄", url_path="reports"),
 ]
 
 
