@@ -3,7 +3,9 @@
 `to_html` writes every text through `html.escape` (prompts, outputs, comments and names are data,
 never markup) and inlines plotly.js once in a `<script>` element, so the file opens offline, years
 later: no CDN script, no external stylesheet, no font or image URL. Charts are drawn from the
-record itself (the forgetting frontier and retention by step, each campaign's ranking).
+record itself: the training curves (best steps, onsets, the recommended checkpoint and general
+retention), each metric by step with intervals, the forgetting frontier and retention by step, and
+each campaign's ranking.
 `to_pdf` prints that HTML with Debian's Chromium in headless mode (`--print-to-pdf`), after giving
 the charts time to draw; no browser is downloaded.
 """
@@ -48,8 +50,72 @@ def _pct(v: float | None) -> str:
     return "–" if v is None else f"{v:.1%}"
 
 
+def _curves_figure(d: dict):  # noqa: ANN202
+    """The training curves from the record's points, best steps and onsets marked, the recommended
+    checkpoint as a line and general retention on the right axis (as the Training curves page)."""
+    from dataclasses import fields
+
+    from eval_core.curve_analysis import MetricSummary
+    from eval_core.curve_figures import ScoreOverlay, StepMarker, training_curves_figure
+    from eval_core.training_logs import CurvePoint, CurveTable
+
+    table = CurveTable(tuple(CurvePoint(p["run"], "report", p["step"], p["epoch"], None, p["metric"], p["value"])
+                             for p in d["curve_points"]))
+    names = {f.name for f in fields(MetricSummary)}
+    summaries = []
+    for c in d["curves"]:
+        try:
+            summaries.append(MetricSummary(**{k: c.get(k) for k in names}))
+        except TypeError:
+            continue
+    runs = table.runs()
+    steps = {r: [c["step"] for c in d["workspace"]["checkpoints"] if c["run"] == r and c["step"] is not None] for r in runs}
+    overlays, markers = [], []
+    f = d.get("forgetting")
+    if f:
+        for run in runs:
+            pts = sorted((c["step"], c["general_retention"]) for c in f["checkpoints"]
+                         if c["run"] == run and c["step"] is not None and c["general_retention"] is not None)
+            if pts:
+                overlays.append(ScoreOverlay("general retention", run, tuple(s for s, _ in pts), tuple(v for _, v in pts),
+                                             unit="retention vs base", colour="#2ca02c", percent=True))
+        rec = next((c for c in f["checkpoints"] if c["label"] == f["recommendation"]["checkpoint"]), None)
+        if rec is not None and rec["run"] in runs and rec["step"] is not None:
+            markers.append(StepMarker(rec["run"], rec["step"], f"recommended: {rec['label']}"))
+    metrics = sorted({p["metric"] for p in d["curve_points"]})
+    return training_curves_figure(table, runs, metrics, summaries=summaries, checkpoint_steps=steps, overlays=overlays,
+                                  markers=markers)
+
+
+def _metric_step_figures(d: dict) -> list[tuple[str, object]]:
+    """Per generation set: each metric's whole-set value by training step, with its 95% interval."""
+    import plotly.graph_objects as go
+
+    out = []
+    by_set: dict[str, dict[str, list[dict]]] = {}
+    for m in d["metrics"]:
+        if m["category"] is None and m["value"] is not None and m["step"] is not None:
+            by_set.setdefault(m["dataset"], {}).setdefault(m["metric"], []).append(m)
+    for name, metrics in by_set.items():
+        fig = go.Figure()
+        for metric, rows in metrics.items():
+            rows.sort(key=lambda r: r["step"])
+            fig.add_trace(go.Scatter(x=[r["step"] for r in rows], y=[r["value"] for r in rows], mode="lines+markers",
+                                     name=metric, error_y={"type": "data", "symmetric": False,
+                                                           "array": [r["high"] - r["value"] for r in rows],
+                                                           "arrayminus": [r["value"] - r["low"] for r in rows]},
+                                     visible=True if metric in ("chrf", "bleu", "rougeL") else "legendonly"))
+        fig.update_layout(xaxis_title="training step", yaxis_title="value (95% bootstrap interval)", margin={"t": 30})
+        out.append((f"Metrics by step: {name} (click the legend to show others)", fig))
+    return out
+
+
 def _figures(d: dict) -> list[tuple[str, object]]:
     figs = []
+    if d.get("curve_points"):
+        figs.append(("Training curves", _curves_figure(d)))
+    if d.get("metrics"):
+        figs += _metric_step_figures(d)
     if d.get("forgetting"):
         from eval_core.forgetting import BPB, ForgettingReport
         from eval_core.forgetting_figures import frontier_figure, retention_step_figure
@@ -126,7 +192,9 @@ def to_html(report: Report, *, charts: bool = True) -> str:
                          [[e["dataset"], e["checkpoint"], e["kind"], e["metric"], e["value"], e["prompt"], e["reference"],
                            e["output"]] for e in d["examples"]], text_cols=(5, 6, 7))]
     if charts:
-        figs = _figures({k: d[k] for k in ("forgetting", "ratings") if k in d and k in d["sections"]})
+        figs = _figures({**{k: d[k] for k in ("forgetting", "ratings", "metrics") if k in d["sections"]},
+                         "workspace": d["workspace"], "curves": d["curves"],
+                         "curve_points": d["curve_points"] if "curves" in d["sections"] else []})
         if figs:
             parts.append("<h2>Charts</h2>")
             parts += [f"<h3>{_e(title)}</h3>" + fig.to_html(full_html=False, include_plotlyjs=False,  # type: ignore[attr-defined]

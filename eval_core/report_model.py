@@ -7,13 +7,15 @@ per-example rows, the cached forgetting analysis, the ratings) and runs no model
 - `summary`: the recommended checkpoint (forgetting), the top-ranked checkpoint of each rating
   campaign, the best checkpoint per text metric;
 - `curves`: per run and eval metric, the best step, overfitting onset, early-stopping step and
-  generalisation gap (eval_core.curve_analysis);
+  generalisation gap (eval_core.curve_analysis), and the logged points of the loss and eval metrics
+  (`curve_points`) so the HTML report can draw the curves;
 - `metrics`: per generation set, setting, checkpoint, metric and category (None: whole set), the
   value with its bootstrap 95% interval and signature (eval_core.metric_tables);
 - `forgetting`: the `ftlens.forgetting` record (eval_core.forgetting_results);
 - `ratings`: the `ftlens.ratings` record of every campaign (eval_core.rating_setup);
 - `examples`: per generation set, the best and worst examples of the last checkpoint on chrF (or
-  the first metric), with prompt, reference and output as text;
+  the first metric), with prompt, reference and output as text; and per rating campaign, items
+  whose raters disagreed, with each rater's pick;
 - every number's protocol travels with it (signatures, seeds, resamples), and `workspace` holds the
   fingerprints of every checkpoint and held-out set, with the app version.
 Renderers (eval_core.report_render) turn the record into JSON, Markdown and a zip of CSV tables.
@@ -47,6 +49,7 @@ class Report:
     n_resamples: int
     summary: dict = field(default_factory=dict)
     curves: list[dict] = field(default_factory=list)
+    curve_points: list[dict] = field(default_factory=list)  # run, step, epoch, metric, value: loss and eval metrics
     metrics: list[dict] = field(default_factory=list)
     forgetting: dict | None = None
     ratings: list[dict] = field(default_factory=list)
@@ -78,8 +81,8 @@ def _workspace_record(ws) -> dict:  # noqa: ANN001 - a WorkspaceSummary
             "datasets": [{"name": d.name, "kind": d.kind, "rows": d.rows, "fingerprint": d.fingerprint} for d in ws.datasets]}
 
 
-def _curves(root: Path, ws, notes: list[str]) -> list[dict]:  # noqa: ANN001
-    from eval_core.curve_analysis import summarize_curves
+def _curves(root: Path, ws, notes: list[str], points: list[dict]) -> list[dict]:  # noqa: ANN001
+    from eval_core.curve_analysis import is_eval_metric, summarize_curves
     from eval_core.training_logs import read_run_logs
 
     out = []
@@ -92,6 +95,9 @@ def _curves(root: Path, ws, notes: list[str]) -> list[dict]:  # noqa: ANN001
             notes.append(f"curves of {run.name}: {exc}")
             continue
         out += summarize_curves(table)["metrics"]
+        points += [{"run": p.run, "step": p.step, "epoch": p.epoch, "metric": p.metric, "value": p.value}
+                   for p in table.points if (p.metric == "loss" or is_eval_metric(p.metric)) and math.isfinite(p.value)
+                   and not p.metric.endswith(("_runtime", "_per_second"))]
     return out
 
 
@@ -126,6 +132,32 @@ def _examples(results) -> list[dict]:  # noqa: ANN001
                 out.append({"dataset": r.name, "checkpoint": last.label, "kind": kind, "metric": metric, "value": value,
                             "id": ex.id, "category": ex.category, "prompt": ex.prompt, "reference": ex.reference,
                             "output": output})
+    return out
+
+
+def _disagreements(root: Path, k: int = EXAMPLES_PER_SIDE) -> list[dict]:
+    """Per app campaign, up to `k` items whose raters picked differently, with every rater's verdict."""
+    from eval_core.rating_setup import open_rating_store
+
+    out = []
+    with open_rating_store(root) as store:
+        for spec in store.campaigns():
+            if spec.imported:
+                continue
+            items = store.items(spec.name)
+            by_item: dict[str, list[dict]] = {}
+            for r in store.ratings_of(spec.name):
+                by_item.setdefault(r["item_id"], []).append(r)
+            picks = {i: {r["rater"]: (r["model_left"] if r["verdict"] == "left" else r["model_right"] if r["verdict"] == "right"
+                                      else r["verdict"]) for r in rs} for i, rs in by_item.items()}
+            split = [i for i in sorted(picks) if len(set(picks[i].values())) > 1 and i in items][:k]
+            for i in split:
+                it, first = items[i], by_item[i][0]
+                pair = sorted((first["model_left"], first["model_right"]))
+                out.append({"dataset": spec.dataset, "checkpoint": " vs ".join(pair), "kind": f"disagreement ({spec.name})",
+                            "metric": "rating", "value": None, "id": i, "category": it.category or "", "prompt": it.prompt,
+                            "reference": it.reference or "",
+                            "output": "; ".join(f"{rater}: {pick}" for rater, pick in sorted(picks[i].items()))})
     return out
 
 
@@ -169,7 +201,7 @@ def build_report(root: Path | str, sections: Sequence[str] = SECTIONS, *, seed: 
     chosen = [s for s in SECTIONS if s in sections]
     report = Report(_workspace_record(ws), chosen, datetime.now(UTC).isoformat(timespec="seconds"), seed, n_resamples)
     if "curves" in chosen:
-        report.curves = _curves(root, ws, report.notes)
+        report.curves = _curves(root, ws, report.notes, report.curve_points)
     results = []
     if {"metrics", "examples", "summary"} & set(chosen):
         from eval_core.metric_tables import load_dataset_results, results_version
@@ -178,7 +210,7 @@ def build_report(root: Path | str, sections: Sequence[str] = SECTIONS, *, seed: 
     if {"metrics", "summary"} & set(chosen):
         report.metrics = _metrics(results, seed, n_resamples)
     if "examples" in chosen:
-        report.examples = _examples(results)
+        report.examples = _examples(results) + _disagreements(root)
     if {"forgetting", "summary"} & set(chosen):
         from eval_core.forgetting_results import forgetting_report
 

@@ -69,6 +69,21 @@ def test_numbers_equal_the_cli_records(ws, report, capsys):
     assert any(c["metric"] == "eval_support_loss" for c in d["curves"])
 
 
+def test_examples_hold_best_worst_and_rater_disagreements(ws, report):
+    kinds = {e["kind"] for e in report.examples}
+    assert {"best", "worst"} <= kinds
+    with open_rating_store(ws) as store:
+        rows = store.ratings_of("team")
+    by_item = {}
+    for r in rows:
+        by_item.setdefault(r["item_id"], set()).add(r["model_left"] if r["verdict"] == "left" else r["model_right"])
+    split = sorted(i for i, picks in by_item.items() if len(picks) > 1)
+    shown = [e for e in report.examples if e["kind"] == "disagreement (team)"]
+    assert [e["id"] for e in shown] == split[:3]
+    assert all(e["output"].startswith("ann: ") and "; ben: " in e["output"] for e in shown)
+    assert report.curve_points and {p["metric"] for p in report.curve_points} >= {"loss", "eval_support_loss"}
+
+
 def test_untrusted_text_stays_text_in_markdown(report):
     md = to_markdown(report)
     import re
