@@ -1,6 +1,6 @@
 """The `report` command: the evaluation report from stored results.
 
-    python -m eval_core report --workspace DIR --format html|md|json|csv|pdf --out FILE [--sections a,b,...]
+    python -m eval_core report --workspace DIR --format html|md|json|csv|pdf --out FILE [--sections a,b,...] [--charts]
                                [--seed N] [--resamples N]
 
 Builds the `ftlens.report` record (eval_core.report_model; it runs no model) and writes it as
@@ -28,6 +28,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise EvalCoreError(f"--resamples {args.resamples}: give at least 1", field="resamples")
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     report = build_report(args.workspace, sections, seed=args.seed, n_resamples=args.resamples)
+    if args.charts and args.format != "md":
+        raise EvalCoreError("--charts writes PNG charts beside a Markdown report; use it with --format md "
+                            "(html and pdf always hold the charts)", field="charts")
+    if args.format == "md" and args.charts:
+        from eval_core.report_html import write_markdown
+
+        try:
+            files = write_markdown(report, args.out, charts=True)
+        except OSError as exc:
+            raise EvalCoreError(f"cannot write {args.out}: {exc.strerror}; give a file in an existing folder", field="out") from exc
+        print(f"wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
+        return 0
     render = {"csv": to_csv_zip, "pdf": to_pdf, "json": lambda r: to_json(r).encode("utf-8"),
               "md": lambda r: to_markdown(r).encode("utf-8"), "html": lambda r: to_html(r).encode("utf-8")}
     data = render[args.format](report)
@@ -51,6 +63,8 @@ def add_report_commands(sub: argparse._SubParsersAction) -> None:
                    "pdf: the HTML printed by headless Chromium")
     p.add_argument("--out", required=True, type=Path, help="the file to write")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma separated (default all: {','.join(SECTIONS)})")
+    p.add_argument("--charts", action="store_true", help="md only: also write the charts as PNG files "
+                   "(<out stem>_charts/, drawn with the system Chromium) and link them")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed (default 12345)")
     p.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples (default 1000)")
     p.set_defaults(func=_cmd_report)

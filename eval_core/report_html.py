@@ -110,6 +110,13 @@ def _metric_step_figures(d: dict) -> list[tuple[str, object]]:
     return out
 
 
+def _figure_inputs(d: dict) -> dict:
+    """The parts of a report dict the charts draw, limited to the chosen sections."""
+    return {**{k: d[k] for k in ("forgetting", "ratings", "metrics") if k in d["sections"]},
+            "workspace": d["workspace"], "curves": d["curves"],
+            "curve_points": d["curve_points"] if "curves" in d["sections"] else []}
+
+
 def _figures(d: dict) -> list[tuple[str, object]]:
     figs = []
     if d.get("curve_points"):
@@ -192,9 +199,7 @@ def to_html(report: Report, *, charts: bool = True) -> str:
                          [[e["dataset"], e["checkpoint"], e["kind"], e["metric"], e["value"], e["prompt"], e["reference"],
                            e["output"]] for e in d["examples"]], text_cols=(5, 6, 7))]
     if charts:
-        figs = _figures({**{k: d[k] for k in ("forgetting", "ratings", "metrics") if k in d["sections"]},
-                         "workspace": d["workspace"], "curves": d["curves"],
-                         "curve_points": d["curve_points"] if "curves" in d["sections"] else []})
+        figs = _figures(_figure_inputs(d))
         if figs:
             parts.append("<h2>Charts</h2>")
             parts += [f"<h3>{_e(title)}</h3>" + fig.to_html(full_html=False, include_plotlyjs=False,  # type: ignore[attr-defined]
@@ -216,6 +221,42 @@ def to_html(report: Report, *, charts: bool = True) -> str:
             "'unsafe-eval'; style-src 'unsafe-inline'; img-src data:; font-src data:\">"
             f"<title>{_e('Evaluation report: ' + ws['name'])}</title><style>{_CSS}</style>{script}</head><body>"
             + "\n".join(parts) + "</body></html>\n")
+
+
+def write_markdown(report: Report, out: Path, *, charts: bool = False) -> list[Path]:
+    """Write the Markdown report to `out`; with `charts`, the charts as PNG files in `<stem>_charts/`
+    beside it (kaleido with the system Chromium), linked from the report. The files written."""
+    from eval_core.report_render import to_markdown
+
+    written: list[Path] = []
+    pairs: list[tuple[str, str]] = []
+    if charts:
+        import os
+
+        figs = _figures(_figure_inputs(report.to_dict()))
+        if figs:
+            os.environ.setdefault("BROWSER_PATH", find_chromium())
+            import kaleido
+
+            folder = out.parent / f"{out.stem}_charts"
+            folder.mkdir(parents=True, exist_ok=True)
+            paths = [folder / f"chart-{i + 1}.png" for i in range(len(figs))]
+            try:
+                kaleido.start_sync_server(silence_warnings=True)
+                for (_, fig), path in zip(figs, paths, strict=True):
+                    fig.write_image(str(path), format="png", width=1100, height=550)  # type: ignore[attr-defined]
+            except Exception as exc:  # kaleido/choreographer raise their own types
+                raise EvalCoreError(f"could not draw the charts as PNG with Chromium ({type(exc).__name__}: {exc}); "
+                                    "write the report without --charts, or as html") from exc
+            finally:
+                try:
+                    kaleido.stop_sync_server(silence_warnings=True)
+                except Exception:  # noqa: BLE001 - already stopped
+                    pass
+            written += paths
+            pairs = [(title, f"{folder.name}/{p.name}") for (title, _), p in zip(figs, paths, strict=True)]
+    out.write_text(to_markdown(report, pairs), encoding="utf-8")
+    return [out, *written]
 
 
 def find_chromium() -> str:

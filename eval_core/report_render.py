@@ -52,8 +52,9 @@ def to_json(report: Report) -> str:
     return json.dumps(report.to_dict(), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def to_markdown(report: Report) -> str:
-    """The report as Markdown (tables; no HTML, no images)."""
+def to_markdown(report: Report, charts: list[tuple[str, str]] | None = None) -> str:
+    """The report as Markdown (tables; no HTML). `charts`: (title, relative PNG path) pairs to show
+    as images (eval_core.report_html.write_markdown writes them)."""
     d = report.to_dict()
     ws = d["workspace"]
     lines = [f"# Evaluation report: {md_text(ws['name'])}", "",
@@ -110,6 +111,11 @@ def to_markdown(report: Report) -> str:
         lines += _table(["set", "checkpoint", "kind", "metric", "value", "id", "prompt", "reference", "output"],
                         [[e["dataset"], e["checkpoint"], e["kind"], e["metric"], e["value"], e["id"], e["prompt"],
                           e["reference"], e["output"]] for e in d["examples"]])
+    if charts:
+        lines += ["## Charts", ""]
+        for title, rel in charts:
+            safe = "/".join(part for part in rel.split("/") if part not in ("", ".", ".."))  # our own file names
+            lines += [f"### {md_text(title)}", "", f"![{md_text(title)}]({safe})", ""]
     lines += ["## Workspace", ""]
     lines += _table(["checkpoint", "run", "step", "fingerprint"], [[c["name"], c["run"], c["step"], c["fingerprint"]]
                                                                   for c in ws["checkpoints"]])

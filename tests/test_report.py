@@ -170,3 +170,15 @@ def build_report_small(report):
     from dataclasses import replace
 
     return replace(report, examples=report.examples[:2])
+
+
+def test_markdown_with_png_charts(ws, tmp_path, capsys):
+    out = tmp_path / "team" / "report.md"
+    assert main(["report", "--workspace", str(ws), "--format", "md", "--charts", "--out", str(out), "--resamples", "20"]) == 0
+    pngs = sorted((tmp_path / "team" / "report_charts").glob("*.png"))
+    assert pngs and all(p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
+    md = out.read_text()
+    for p in pngs:
+        assert f"](report_charts/{p.name})" in md
+    assert main(["report", "--workspace", str(ws), "--format", "json", "--charts", "--out", str(tmp_path / "r.json")]) == 2
+    assert "--charts writes PNG charts beside a Markdown report" in capsys.readouterr().err
