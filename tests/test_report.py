@@ -182,3 +182,18 @@ def test_markdown_with_png_charts(ws, tmp_path, capsys):
         assert f"](report_charts/{p.name})" in md
     assert main(["report", "--workspace", str(ws), "--format", "json", "--charts", "--out", str(tmp_path / "r.json")]) == 2
     assert "--charts writes PNG charts beside a Markdown report" in capsys.readouterr().err
+
+
+def test_metric_values_equal_the_results_command(ws, capsys):
+    """With the results command's bootstrap settings (seed 12345, 1000 resamples), the report's
+    whole-set text metrics are the `results --format json` values and intervals."""
+    assert main(["results", "--workspace", str(ws), "--format", "json", "--no-examples"]) == 0
+    rep = build_report(ws, ["metrics"])
+    got = {(m["dataset"], m["checkpoint"], m["metric"]): m for m in rep.metrics if m["category"] is None}
+    generation_sets = {m["dataset"] for m in rep.metrics}  # probe scores are in the forgetting section
+    cells = [c for c in json.loads(capsys.readouterr().out)["results"] if "ci_low" in c and c["dataset"] in generation_sets]
+    assert cells
+    for c in cells:
+        m = got[(c["dataset"], c["checkpoint"], c["metric"])]
+        assert (m["value"], m["low"], m["high"]) == pytest.approx((c["value"], c["ci_low"], c["ci_high"]))
+        assert m["signature"] == c["signature"]
