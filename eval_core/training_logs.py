@@ -105,10 +105,7 @@ def read_trainer_state(path: Path, run: str, source: str | None = None) -> tuple
         DatasetError: the file is missing, not JSON, or has no `log_history` list.
     """
     source = source or path.name
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise DatasetError(f"cannot read: {exc.strerror or exc}", path=path) from exc
+    text = _read_text(path)
     try:
         state = json.loads(text)  # json accepts NaN, Infinity and -Infinity, as Trainer writes them
     except json.JSONDecodeError as exc:
@@ -248,7 +245,7 @@ def read_plain_log(path: Path, run: str, source: str | None = None) -> tuple[lis
     source = source or path.name
     if path.suffix == ".jsonl":
         rows = []
-        for n, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        for n, text in enumerate(_read_text(path).splitlines(), start=1):
             if text.strip():
                 try:
                     obj = json.loads(text)
@@ -272,11 +269,21 @@ def read_plain_log(path: Path, run: str, source: str | None = None) -> tuple[lis
     return points, []
 
 
-def _csv_rows(path: Path) -> list[tuple[int, dict]]:
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text; an unreadable file or bad bytes are a DatasetError naming the line."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read: {exc}", path=path) from exc
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"cannot read: {exc.strerror or exc}", path=path) from exc
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"not UTF-8 text (byte {exc.start}); logs are written as UTF-8", path=path,
+                           line=data.count(b"\n", 0, exc.start) + 1) from exc
+
+
+def _csv_rows(path: Path) -> list[tuple[int, dict]]:
+    text = _read_text(path)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     rows = []
     try:
