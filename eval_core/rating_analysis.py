@@ -50,6 +50,7 @@ from eval_core.rating_bradley_terry import (
     bradley_terry_by_category,
     judged_models,
 )
+from eval_core.records import json_safe
 from eval_core.retention import wilson_interval
 
 __all__ = [
@@ -335,17 +336,7 @@ class RatingSummary:
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (no NaN or infinity: such values become None)."""
-        return _json_safe(asdict(self))
-
-
-def _json_safe(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
+        return json_safe(asdict(self))
 
 
 def summarise(

@@ -9,6 +9,7 @@ Bump `WORKSPACE_SCHEMA_VERSION` when a field changes meaning or disappears (addi
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,6 +20,23 @@ CheckpointKind = Literal["full", "adapter"]
 WeightFormat = Literal["safetensors", "pickle"]
 DatasetKind = Literal["generation", "text", "probe"]
 LogKind = Literal["trainer_state", "tensorboard", "lightning_csv", "jsonl", "csv"]
+
+
+def json_safe(obj: Any) -> Any:
+    """`obj` with every NaN or infinity (nested in dicts, lists, tuples) replaced by None, so
+    `json.dumps(..., allow_nan=False)` accepts it: exported records are strict JSON.
+
+    Example:
+        >>> json_safe({"a": [1.0, float("nan")], "b": float("inf")})
+        {'a': [1.0, None], 'b': None}
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 class Record:

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from eval_core.errors import EvalCoreError
+from eval_core.records import json_safe
 from eval_core.version import __version__
 
 SCHEMA = "ftlens.report"
@@ -60,18 +61,7 @@ class Report:
     version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:
-        return _finite(asdict(self))
-
-
-def _finite(obj):  # noqa: ANN001, ANN202
-    """NaN/inf become None: the record is strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
+        return json_safe(asdict(self))
 
 
 def _workspace_record(ws) -> dict:  # noqa: ANN001 - a WorkspaceSummary

@@ -99,13 +99,6 @@ def forgetting_report(root: str, version: tuple | None, threshold: float, seed: 
     return stored_report(root, threshold=threshold, seed=seed, n_resamples=n_resamples).report
 
 
-def results_version_of(root: str) -> tuple | None:
-    """A key that changes whenever the workspace's database is written (ratings included)."""
-    from eval_core.metric_tables import results_version
-
-    return results_version(root)
-
-
 @st.cache_data(max_entries=16, show_spinner="Fitting Bradley-Terry and bootstrapping…")
 def rating_summary(root: str, campaign: str, version: tuple | None, seed: int, n_resamples: int):
     """The campaign's ftlens.ratings summary (`version` only keys the cache)."""

@@ -20,6 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from eval_core import EvalCoreError
+from eval_core.metric_tables import results_version
 from eval_core.rating_campaigns import DEFAULT_RUBRIC
 from eval_core.rating_exchange import export_text, import_judgments, summary_json
 from eval_core.rating_figures import ranking_figure, win_matrix_figure
@@ -112,7 +113,7 @@ ties = c2.radio("Ties", ["half", "drop"], horizontal=True, key="results_ties",
 seed = int(c3.number_input("Bootstrap seed", value=12345, step=1, key="results_seed"))
 n_resamples = int(c4.number_input("Resamples", 50, 10_000, 1000, step=50, key="results_resamples"))
 try:
-    summary = _cached.rating_summary(str(root), name, _cached.results_version_of(str(root)), seed, n_resamples)
+    summary = _cached.rating_summary(str(root), name, results_version(str(root)), seed, n_resamples)
     with _store(root) as store:
         progress = store.progress(name)
         spec = store.campaign(name)
