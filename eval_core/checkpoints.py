@@ -33,6 +33,8 @@ CONFIG_FILES = ("config.json", "generation_config.json", "adapter_config.json")
 # Pickled trainer state that sits in every HF checkpoint; never weights, never loaded by us.
 TRAINER_STATE_PICKLES = ("training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+# Config keys that name a file for a loader to open (RagConfig's retrieval index and passages).
+EXTERNAL_FILE_KEYS = ("index_path", "passages_path")
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,8 @@ def read_json_file(path: Path, *, error: type[CheckpointError] = CheckpointError
 
 
 def check_no_remote_code(config_path: Path) -> dict:
-    """Read a config and refuse it when loading it would import code shipped with the checkpoint."""
+    """Read a config and refuse it when loading it would import code shipped with the checkpoint,
+    or when it names an external file (a RAG-style retrieval index) that a loader would open."""
     config = read_json_file(config_path)
     if "auto_map" in config:
         raise UnsafeCheckpointError(
@@ -98,35 +101,79 @@ def check_no_remote_code(config_path: Path) -> dict:
             path=config_path,
             field="auto_map",
         )
+    for key in EXTERNAL_FILE_KEYS:
+        if config.get(key):
+            raise UnsafeCheckpointError(
+                f"the config names an external file ({key} = {str(config[key])[:200]!r}); a loader "
+                "would open it (CVE-2023-6730 used this to load a pickle from elsewhere). "
+                "Fine-Tune Lens only loads causal LMs and never opens files a config points to: "
+                "remove the key.",
+                path=config_path,
+                field=key,
+            )
     return config
 
 
-def _check_inside(folder: Path, files: list[Path], root: Path | None) -> None:
-    """Refuse files that are symlinks leading out of the workspace (or to devices)."""
-    if root is None:
-        return
-    real_root = root.resolve()
-    for f in files:
-        target = f.resolve()
-        if not target.is_relative_to(real_root) or not target.is_file():
-            raise CheckpointError(
-                f"'{f.name}' links outside the workspace (to {target}); copy the file into the "
-                "checkpoint folder instead of linking it.",
-                path=folder,
-                field=f.name,
-            )
+MAX_LINK_CHECK_DEPTH = 3  # checkpoint folders are shallow; a deeper tree is not one transformers reads
+
+
+def check_links(folder: Path, root: Path | None = None) -> None:
+    """Refuse a folder entry that is a device, a pipe or a socket, or a symlink that resolves
+    outside `root` (default: the folder itself) or to anything but a file or folder.
+
+    Runs before any file of the folder is read, and over every entry rather than the names we
+    load, because transformers and peft open further files by name (chat_template.jinja, ...).
+
+    Raises:
+        CheckpointError: naming the entry and where it leads.
+    """
+    real_root = (root if root is not None else folder).resolve()
+    _check_entries(folder, folder, real_root, depth=0)
+
+
+def _check_entries(folder: Path, top: Path, real_root: Path, depth: int) -> None:
+    for entry in sorted(folder.iterdir()):
+        try:
+            target = entry.resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            target = entry
+        kind_ok = target.is_file() or target.is_dir()  # False for devices, pipes, sockets, dangling links
+        if kind_ok and target.is_relative_to(real_root):
+            # Subfolders too (additional_chat_templates/, ...): transformers reads some of them by name.
+            if target.is_dir() and not entry.is_symlink() and depth < MAX_LINK_CHECK_DEPTH:
+                _check_entries(entry, top, real_root, depth + 1)
+            continue
+        if not entry.is_symlink():
+            why = "is not a regular file or folder (a device, pipe or socket)"
+        elif not target.is_relative_to(real_root):
+            # The same words whether the target exists or not: an error must not probe the disk outside.
+            why = "links outside the workspace"
+        else:
+            why = f"links to {target}, which is a device, a pipe or missing"
+        name = entry.relative_to(top).as_posix()
+        raise CheckpointError(
+            f"'{name}' {why}; it is never read. Copy the real file into the checkpoint "
+            "folder instead of linking it.",
+            path=top,
+            field=name,
+        )
 
 
 def find_checkpoint_files(folder: Path, root: Path | None = None) -> CheckpointFiles:
     """Classify the files of a checkpoint folder.
 
+    Args:
+        folder: the checkpoint folder.
+        root: the folder that symlinks may lead into (the workspace); default `folder` itself.
+
     Raises:
-        CheckpointError: the folder has no config or no weights, or a shard listed in an index is
-            missing or outside the folder.
+        CheckpointError: the folder has no config or no weights, a shard listed in an index is
+            missing or outside the folder, or an entry links outside `root` or to a device.
         UnsafeCheckpointError: the config asks for remote code.
     """
     if not folder.is_dir():
         raise CheckpointError("checkpoint folder does not exist", path=folder)
+    check_links(folder, root)
     adapter_cfg = folder / "adapter_config.json"
     kind: CheckpointKind = "adapter" if adapter_cfg.is_file() else "full"
     if kind == "full" and not (folder / "config.json").is_file():
@@ -163,7 +210,6 @@ def find_checkpoint_files(folder: Path, root: Path | None = None) -> CheckpointF
         weight_format = "pickle"
         weights = sorted(pickles)
     tokenizer_files = [folder / n for n in TOKENIZER_FILES if (folder / n).is_file()]
-    _check_inside(folder, [*weights, *config_files, *tokenizer_files], root)
     return CheckpointFiles(
         folder=folder,
         kind=kind,
@@ -191,6 +237,30 @@ def _shards_of(index: Path) -> list[Path]:
             )
         shards.append(shard)
     return shards
+
+
+def check_safetensors_weights(files: CheckpointFiles) -> int:
+    """Validate every safetensors header of a checkpoint and its shard index; the parameter count.
+
+    Each header is checked by `read_safetensors_header` (offsets, dtype x shape, overlaps), and
+    every tensor an index lists must be in the shard it names, so a sharded checkpoint missing
+    part of its weights is refused instead of loaded with those weights left at random init.
+
+    Raises:
+        CheckpointError: naming the shard (and tensor) at fault.
+    """
+    headers = {f.name: read_safetensors_header(f) for f in files.weight_files if f.suffix == ".safetensors"}
+    index = next((f for f in files.weight_files if f.name.endswith(".index.json")), None)
+    if index is not None:
+        for tensor, shard in read_json_file(index)["weight_map"].items():
+            if tensor not in headers[str(shard)].tensors:
+                raise CheckpointError(
+                    f"tensor '{tensor}' is listed in the index for shard '{shard}', but that shard "
+                    "does not hold it; the checkpoint is incomplete, copy every shard again.",
+                    path=index,
+                    field="weight_map",
+                )
+    return sum(h.parameter_count for h in headers.values())
 
 
 def checkpoint_step(folder: Path) -> int | None:
@@ -229,11 +299,7 @@ def inspect_checkpoint(
     files = find_checkpoint_files(folder, root)
     params: int | None = None
     if files.weight_format == "safetensors":
-        params = sum(
-            read_safetensors_header(f).parameter_count
-            for f in files.weight_files
-            if f.suffix == ".safetensors"
-        )
+        params = check_safetensors_weights(files)
     if files.kind == "adapter":
         model_type = read_json_file(folder / "adapter_config.json").get("peft_type")
     else:

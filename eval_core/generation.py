@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from eval_core.errors import EvalCoreError
+from eval_core.errors import CheckpointError, EvalCoreError, UnsafeCheckpointError
 
 # Bump when the way outputs are produced changes (prompt building, truncation, seeding), so cached
 # generations made by an older protocol are not mistaken for current ones.
@@ -120,6 +120,11 @@ def build_prompt(tokenizer: Any, prompt: str, use_chat_template: bool = True) ->
     The template is rendered only by `tokenizer.apply_chat_template` (a sandboxed Jinja
     environment), since a checkpoint's template is untrusted input.
 
+    Raises:
+        UnsafeCheckpointError: the template reached for Python internals (`__globals__`, ...) and
+            the sandbox stopped it (jinja2's SecurityError); nothing ran.
+        CheckpointError: the template fails to render for another reason.
+
     Example:
         >>> build_prompt(demo_tokenizer, "Where is my order?")  # doctest: +SKIP
         'Customer: Where is my order?\\nAgent:'
@@ -131,9 +136,22 @@ def build_prompt(tokenizer: Any, prompt: str, use_chat_template: bool = True) ->
             [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
         )
     except Exception as exc:  # jinja2 raises TemplateError, SecurityError, ... for broken templates
-        raise EvalCoreError(
+        from jinja2.exceptions import SecurityError
+
+        folder = getattr(tokenizer, "name_or_path", None) or None
+        if isinstance(exc, SecurityError):
+            raise UnsafeCheckpointError(
+                f"the tokenizer's chat template tries to reach Python internals and was stopped by "
+                f"the sandbox ({exc}); nothing ran. Do not render this template elsewhere; replace "
+                "it in tokenizer_config.json, or set use_chat_template=False",
+                path=folder,
+                field="chat_template",
+            ) from exc
+        raise CheckpointError(
             f"the tokenizer's chat template failed to render ({type(exc).__name__}: {exc}); fix the "
-            "template in tokenizer_config.json or set use_chat_template=False"
+            "template in tokenizer_config.json or set use_chat_template=False",
+            path=folder,
+            field="chat_template",
         ) from exc
 
 

@@ -5,7 +5,10 @@ The only module that builds transformers models. Its promises:
   is unpickled, unless the caller opts in with `allow_pickle=True`, and even then they are read
   with `torch.load(weights_only=True)`, never through transformers' own pickle path;
 - `trust_remote_code` is never set, and a config or tokenizer config with `auto_map` is refused;
-- nothing is fetched: every load is `local_files_only`;
+- nothing is fetched: every load is `local_files_only`, and no file outside the checkpoint folder
+  (or the `root` it may link into) is opened;
+- safetensors headers are validated before any loader maps the file, and a model missing some of
+  its weights is refused, never completed with random init;
 - one model lives at a time: `open_model` frees the previous one (and itself on exit).
 """
 
@@ -14,13 +17,14 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval_core.checkpoints import CheckpointFiles, find_checkpoint_files
+from eval_core.checkpoints import CheckpointFiles, check_safetensors_weights, find_checkpoint_files
 from eval_core.errors import CheckpointError, UnsafeCheckpointError
 
 PICKLE_OPT_IN_HELP = (
@@ -29,6 +33,11 @@ PICKLE_OPT_IN_HELP = (
     "trust the file, pass allow_pickle=True to eval_core.load_model: it is then read with "
     "torch.load(weights_only=True)."
 )
+# torch.load(weights_only=True) runs code on torch < 2.6 (CVE-2025-32434), and its unpickler could
+# corrupt memory up to 2.9.1 (GHSA-63cw-57p8-fm3p); transformers itself requires 2.6.
+MIN_TORCH_FOR_PICKLE = (2, 10)
+# The values torch.serialization reads as "set" for its TORCH_FORCE_* switches.
+_TORCH_TRUE_VALUES = ("1", "y", "yes", "true")
 
 
 @dataclass
@@ -47,15 +56,62 @@ _freeze_depth = 0
 _skeleton: tuple[bytes, Any] | None = None  # (config.json bytes, model): kept only inside models_in_turn
 
 
+def _check_torch_version(path: Path) -> None:
+    import torch
+
+    release = torch.__version__.split("+")[0].split(".")
+    version = tuple(int(part) if part.isdigit() else 0 for part in (release + ["0", "0"])[:2])
+    if version < MIN_TORCH_FOR_PICKLE:
+        need = ".".join(map(str, MIN_TORCH_FOR_PICKLE))
+        raise UnsafeCheckpointError(
+            f"torch {torch.__version__} is too old to read pickle weights safely: its weights-only "
+            f"unpickler can run code or corrupt memory (CVE-2025-32434). Install torch>={need}, "
+            "or convert the file to safetensors.",
+            path=path,
+        )
+
+
+def _check_torch_archive(path: Path) -> None:
+    """Refuse what is not a plain torch zip archive, reading only its central directory.
+
+    torch.save writes every entry stored (uncompressed), so a compressed entry can only be a
+    zip bomb (safetensors' attacks/torch_dos_create.py: 40 GB of zeros in a few MB); and stored
+    entries cannot together be larger than the file. The legacy pre-1.6 format is refused
+    because it declares storage sizes in the pickle, which torch allocates before reading.
+    """
+    import zipfile
+
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise UnsafeCheckpointError(
+            "not a torch zip archive (a legacy torch format or another pickle); re-save it with "
+            "a current torch, or convert it to safetensors.",
+            path=path,
+        ) from exc
+    packed = [e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED]
+    if packed or sum(e.file_size for e in entries) > size:
+        raise UnsafeCheckpointError(
+            f"the archive declares {sum(e.file_size for e in entries)} bytes in a {size}-byte file"
+            + (f" and compresses {packed[0]!r}" if packed else "")
+            + "; torch.save never does, so it is a zip bomb or crafted. It was not unpacked.",
+            path=path,
+        )
+
+
 def _torch_load_weights_only(path: Path) -> dict:
     import torch
 
-    if os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "").lower() in ("1", "true", "yes"):
+    if os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "").lower() in _TORCH_TRUE_VALUES:
         raise UnsafeCheckpointError(
             "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set, which would turn off torch's safe unpickler; "
             "unset it to load pickle weights.",
             path=path,
         )
+    _check_torch_version(path)
+    _check_torch_archive(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, ... for hostile files
@@ -120,16 +176,30 @@ def _reuse_skeleton(files: CheckpointFiles):
 
 
 def _load_full(files: CheckpointFiles, allow_pickle: bool):
+    from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModelForCausalLM
 
     try:
+        if files.weight_format == "safetensors":
+            check_safetensors_weights(files)
         reused = _reuse_skeleton(files)
         if reused is not None:
             return reused
         if files.weight_format == "safetensors":
-            return AutoModelForCausalLM.from_pretrained(
-                files.folder, use_safetensors=True, trust_remote_code=False, local_files_only=True
+            loaded: Any = AutoModelForCausalLM.from_pretrained(
+                files.folder, use_safetensors=True, trust_remote_code=False, local_files_only=True,
+                output_loading_info=True,
             )
+            model, info = loaded
+            # transformers fills missing weights with random init and only logs it.
+            lacking = sorted(info["missing_keys"]) + sorted(str(k) for k in info["mismatched_keys"])
+            if lacking:
+                raise CheckpointError(
+                    f"the weights lack or mis-shape {len(lacking)} tensor(s) the config needs, e.g. "
+                    f"{lacking[:3]}; the checkpoint is incomplete or belongs to another config.",
+                    path=files.folder,
+                )
+            return model
         if not allow_pickle:
             raise UnsafeCheckpointError(PICKLE_OPT_IN_HELP, path=files.weight_files[0])
         config = AutoConfig.from_pretrained(files.folder, trust_remote_code=False, local_files_only=True)
@@ -141,11 +211,11 @@ def _load_full(files: CheckpointFiles, allow_pickle: bool):
         model.tie_weights()
         _load_state(model, state, files.folder)
         return model
-    except (ValueError, KeyError, OSError) as exc:
+    except (ValueError, KeyError, OSError, SafetensorError) as exc:
         raise CheckpointError(f"transformers could not load the model: {exc}", path=files.folder) from exc
 
 
-def _load_adapter(files: CheckpointFiles, base_model: Path | None, allow_pickle: bool):
+def _load_adapter(files: CheckpointFiles, base_model: Path | None, allow_pickle: bool, root: Path | None):
     from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 
     if base_model is None:
@@ -155,33 +225,54 @@ def _load_adapter(files: CheckpointFiles, base_model: Path | None, allow_pickle:
             path=files.folder,
             field="base_model",
         )
-    base = _load_full(find_checkpoint_files(base_model), allow_pickle)
+    base = _load_full(find_checkpoint_files(base_model, root), allow_pickle)
     try:
         if files.weight_format == "safetensors":
-            return PeftModel.from_pretrained(base, files.folder, is_trainable=False)
+            check_safetensors_weights(files)
+            # peft only warns when the file lacks adapter tensors; those would stay at their
+            # initial values (LoRA B = 0: the base model, silently). Refuse instead.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                model = PeftModel.from_pretrained(base, files.folder, is_trainable=False)
+            for w in caught:
+                if "missing adapter keys" in str(w.message):
+                    raise CheckpointError(f"the adapter file lacks tensors its config needs: {str(w.message)[:400]}",
+                                          path=files.weight_files[0])
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            return model
         if not allow_pickle:
             raise UnsafeCheckpointError(PICKLE_OPT_IN_HELP, path=files.weight_files[0])
-        config = PeftConfig.from_pretrained(files.folder)
+        config = PeftConfig.from_pretrained(str(files.folder))
         if not isinstance(config, LoraConfig):
             raise CheckpointError("only LoRA adapters can be loaded from pickle weights", path=files.folder)
         model = get_peft_model(base, config)
-        set_peft_model_state_dict(model, _torch_load_weights_only(files.weight_files[0]))
+        result = set_peft_model_state_dict(model, _torch_load_weights_only(files.weight_files[0]))
+        missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
+        if missing:
+            raise CheckpointError(f"the adapter file lacks tensors its config needs: {missing[:5]}",
+                                  path=files.weight_files[0])
         return model
     except (ValueError, KeyError, OSError) as exc:
         raise CheckpointError(f"peft could not load the adapter: {exc}", path=files.folder) from exc
 
 
 def load_model(
-    folder: Path | str, *, base_model: Path | str | None = None, allow_pickle: bool = False
+    folder: Path | str,
+    *,
+    base_model: Path | str | None = None,
+    allow_pickle: bool = False,
+    root: Path | str | None = None,
 ) -> LoadedModel:
     """Load a full checkpoint or a PEFT adapter (over `base_model`) in eval mode on CPU.
 
-    Prefer `open_model`, which frees the model afterwards.
+    Prefer `open_model`, which frees the model afterwards. A symlink in a loaded folder must
+    resolve inside `root` (the workspace); without one, inside that folder itself.
 
     Raises:
         UnsafeCheckpointError: pickle weights without `allow_pickle`, a hostile pickle, or a
             config asking for remote code.
-        CheckpointError: missing files, mismatched weights.
+        CheckpointError: missing files, mismatched or missing weights, a malformed header, a
+            link leaving `root`, a tokenizer that cannot be built.
 
     Example:
         >>> with open_model("runs/a/checkpoint-30") as lm:  # doctest: +SKIP
@@ -194,9 +285,10 @@ def load_model(
 
     folder = Path(folder)
     base = Path(base_model) if base_model is not None else None
-    files = find_checkpoint_files(folder)
+    fence = Path(root) if root is not None else None
+    files = find_checkpoint_files(folder, fence)
     if files.kind == "adapter":
-        model = _load_adapter(files, base, allow_pickle)
+        model = _load_adapter(files, base, allow_pickle, fence)
     else:
         model = _load_full(files, allow_pickle)
     tok_dir = _tokenizer_dir(files, base)
@@ -228,7 +320,14 @@ def _tokenizer(folder: Path, auto_tokenizer) -> Any:
     key = digest.hexdigest()
     if _last_tokenizer is not None and _last_tokenizer[0] == key:
         return _last_tokenizer[1]
-    tokenizer = auto_tokenizer.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
+    try:
+        tokenizer = auto_tokenizer.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
+    except Exception as exc:  # transformers raises ValueError, OSError, TypeError, ... for broken files
+        raise CheckpointError(
+            f"the tokenizer cannot be built ({type(exc).__name__}: {str(exc)[:300]}); save it with "
+            "tokenizer.save_pretrained into this folder.",
+            path=folder,
+        ) from exc
     _last_tokenizer = (key, tokenizer)
     return tokenizer
 
@@ -278,10 +377,14 @@ def models_in_turn() -> Iterator[None]:
 
 @contextmanager
 def open_model(
-    folder: Path | str, *, base_model: Path | str | None = None, allow_pickle: bool = False
+    folder: Path | str,
+    *,
+    base_model: Path | str | None = None,
+    allow_pickle: bool = False,
+    root: Path | str | None = None,
 ) -> Iterator[LoadedModel]:
     """`load_model` as a context manager that releases the model on exit."""
-    loaded = load_model(folder, base_model=base_model, allow_pickle=allow_pickle)
+    loaded = load_model(folder, base_model=base_model, allow_pickle=allow_pickle, root=root)
     try:
         yield loaded
     finally:

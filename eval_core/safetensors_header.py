@@ -78,6 +78,8 @@ def read_safetensors_header(path: Path) -> SafetensorsHeader:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"safetensors header is not valid JSON: {exc}", path=path) from exc
+    except RecursionError as exc:  # json recurses per nesting level; a crafted header nests deeply
+        raise CheckpointError("safetensors header nests too deeply to be a header; the file is crafted", path=path) from exc
     if not isinstance(header, dict):
         raise CheckpointError("safetensors header is not a JSON object", path=path)
 
