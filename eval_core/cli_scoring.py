@@ -25,13 +25,14 @@ def _bar_factory(bars: list):
 
 def _read_inputs(path: Path, field: str) -> tuple[list[str], list[str]]:
     """(ids, texts) from a .txt file (one text per line) or a .jsonl/.csv/.parquet file's `field`."""
+    from eval_core.cli_text import read_text_lines
     from eval_core.errors import DatasetError
     from eval_core.heldout_sets import read_rows
 
     if path.suffix == ".txt":
         if not path.is_file():
             raise DatasetError("file does not exist", path=path)
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        lines = read_text_lines(path)
         return [f"line-{i}" for i in range(1, len(lines) + 1)], lines
     _, rows, lines, columns = read_rows(path)
     if not rows:

@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from eval_core.data_files import MAX_DATASET_BYTES, check_file_size
 from eval_core.errors import DatasetError, EvalCoreError
 
 SCORE_SCHEMA = "ftlens.score"
@@ -41,7 +42,7 @@ def _json_type(value: object) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
-def _split_lines(path: Path) -> list[str]:
+def read_text_lines(path: Path) -> list[str]:
     """Lines split on "\\n" only (a trailing "\\r" dropped), without the empty piece after a final newline.
 
     `str.splitlines` is not used on purpose: it also splits on form feeds, U+2028 and other
@@ -49,6 +50,8 @@ def _split_lines(path: Path) -> list[str]:
     """
     if not path.is_file():
         raise DatasetError("file does not exist (or is not a file)", path=path)
+    # The held-out sets' size cap, checked before the file is read.
+    check_file_size(path, MAX_DATASET_BYTES, "text files", "split the file or score a sample of its lines")
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
@@ -79,7 +82,7 @@ def read_texts(path: Path, role: str, field: str | None = None) -> TextColumn:
     if suffix not in (".txt", ".jsonl", ".ndjson"):
         raise DatasetError(f"the {role} file must be .txt (one text per line) or .jsonl (one JSON object per "
                            "line); rename it or convert it", path=path)
-    lines = _split_lines(path)
+    lines = read_text_lines(path)
     if suffix == ".txt":
         if not lines:
             raise DatasetError(f"the {role} file is empty: it needs one text per line", path=path)

@@ -13,20 +13,17 @@ mapping, the first column whose name matches an alias of the role is used.
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
+import hashlib
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eval_core.data_files import DATASET_SUFFIXES as DATASET_SUFFIXES
+from eval_core.data_files import read_rows as read_rows
 from eval_core.errors import DatasetError
 from eval_core.records import DatasetKind
-
-DATASET_SUFFIXES = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 ROLE_ALIASES: dict[str, tuple[str, ...]] = {
     "id": ("id", "uid", "example_id", "idx"),
@@ -73,134 +70,21 @@ class HeldoutSet:
         col = self.column_map[role]
         return [r.get(col) for r in self.rows]
 
+    def blank_lines(self) -> dict[str, list[int]]:
+        """Lines whose required text (prompt, reference, text, answer) is empty or whitespace
+        only, per role; such rows are kept, and the counts belong in any summary of the set."""
+        found: dict[str, list[int]] = {}
+        for role in REQUIRED_ROLES[self.kind]:
+            for value, line in zip(self.values(role), self.lines):
+                if isinstance(value, str) and not value.strip():
+                    found.setdefault(role, []).append(line)
+        return found
+
     def category_counts(self) -> dict[str, int]:
         if "category" not in self.column_map:
             return {}
         counts = Counter("" if v is None else str(v) for v in self.values("category"))
         return dict(sorted(counts.items()))
-
-
-def _decode(raw: bytes, path: Path) -> str:
-    """Decode UTF-8 (with or without BOM) or BOM-marked UTF-16; name the line of a bad byte."""
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return raw.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise DatasetError(f"invalid UTF-16 ({exc.reason})", path=path) from exc
-    # Strip the BOM by hand: "utf-8-sig" reports error offsets relative to the text after it,
-    # which would name the wrong byte and line.
-    if raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8) :]
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DatasetError(
-            f"not valid UTF-8 (byte 0x{raw[exc.start]:02x}); re-save the file as UTF-8",
-            path=path,
-            line=line,
-        ) from exc
-
-
-def _read_jsonl(path: Path) -> tuple[list[dict], list[int], list[str]]:
-    text = _decode(path.read_bytes(), path)
-    if text.lstrip().startswith("["):
-        raise DatasetError(
-            "this is a JSON array, not JSON Lines; write one JSON object per line",
-            path=path,
-            line=1,
-        )
-    rows, lines, columns = [], [], {}
-    # Not str.splitlines(): it also splits on U+2028, U+2029 and U+0085, which JSON strings may
-    # hold raw, and would cut a record in two. "\r" cannot occur raw inside a JSON string.
-    for n, line in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(
-                f"invalid JSON: {exc.msg} (column {exc.colno})", path=path, line=n
-            ) from exc
-        if not isinstance(obj, dict):
-            raise DatasetError("each line must be a JSON object", path=path, line=n)
-        for k in obj:
-            columns.setdefault(k, None)
-        rows.append(obj)
-        lines.append(n)
-    return rows, lines, list(columns)
-
-
-def _read_csv(path: Path) -> tuple[list[dict], list[int], list[str]]:
-    text = _decode(path.read_bytes(), path)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    # The csv module refuses cells over 128 KiB by default; no cell can be longer than the file.
-    old_limit = csv.field_size_limit(max(csv.field_size_limit(), len(text)))
-    start = 1
-    try:
-        header = next(reader, None)
-        if header is None:
-            return [], [], []
-        if len(set(header)) != len(header):
-            dup = [c for c, k in Counter(header).items() if k > 1][0]
-            raise DatasetError("duplicate column name in the header", path=path, line=1, field=dup)
-        rows, lines = [], []
-        start = reader.line_num + 1
-        for record in reader:
-            if not record:
-                start = reader.line_num + 1
-                continue
-            if len(record) != len(header):
-                raise DatasetError(
-                    f"{len(record)} fields but the header has {len(header)}; quote cells that "
-                    "contain commas or newlines",
-                    path=path,
-                    line=start,
-                )
-            rows.append(dict(zip(header, record)))
-            lines.append(start)
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        if "unexpected end of data" in str(exc):
-            # The reader only notices at the end of the file; the quote opened in this record.
-            raise DatasetError(
-                "malformed CSV: a quoted cell in the record starting here is never closed; add "
-                'the closing quote (write a literal quote inside a quoted cell as "")',
-                path=path,
-                line=start,
-            ) from exc
-        raise DatasetError(f"malformed CSV: {exc}", path=path, line=reader.line_num) from exc
-    finally:
-        csv.field_size_limit(old_limit)
-    return rows, lines, header
-
-
-def _read_parquet(path: Path) -> tuple[list[dict], list[int], list[str]]:
-    import pyarrow.parquet as pq  # deferred: pyarrow is heavy and only Parquet needs it
-
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises many types for a corrupt file
-        raise DatasetError(f"cannot read Parquet: {exc}", path=path) from exc
-    rows = table.to_pylist()
-    # Parquet has no lines; report the 1-based row number instead.
-    return rows, list(range(1, len(rows) + 1)), list(table.column_names)
-
-
-def read_rows(path: Path) -> tuple[str, list[dict], list[int], list[str]]:
-    """Read any supported file into (format, rows, line numbers, columns)."""
-    fmt = DATASET_SUFFIXES.get(path.suffix.lower())
-    if fmt is None:
-        raise DatasetError(
-            f"unsupported file type '{path.suffix}'; use .jsonl, .csv or .parquet", path=path
-        )
-    if not path.is_file():
-        raise DatasetError("dataset file does not exist", path=path)
-    reader = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet}[fmt]
-    try:
-        return (fmt, *reader(path))
-    except OSError as exc:
-        raise DatasetError(f"cannot read: {exc.strerror or exc}", path=path) from exc
 
 
 def infer_kind(columns: list[str], column_map: dict[str, str]) -> DatasetKind:
@@ -217,9 +101,18 @@ def infer_kind(columns: list[str], column_map: dict[str, str]) -> DatasetKind:
     if has("text"):
         return "text"
     raise DatasetError(
-        f"cannot tell what this dataset holds from its columns {columns}; set kind and "
+        f"cannot tell what this dataset holds from its columns {columns}{_near_misses(columns)}; set kind and "
         "[datasets.columns] for it in ftlens.toml (e.g. prompt = \"question\", reference = \"answer\")"
     )
+
+
+def _near_misses(columns: list[str]) -> str:
+    """A hint naming columns that differ from a known column name only by case or spaces: such a
+    column is not matched (a guess could pick the wrong one), but it is what the user meant."""
+    known = {a for aliases in ROLE_ALIASES.values() for a in aliases}
+    near = [f"{c!r} is not {c.strip().lower()!r}" for c in columns
+            if c not in known and c.strip().lower() in known]
+    return f" (names must match exactly: {', '.join(near)})" if near else ""
 
 
 def resolve_columns(
@@ -230,7 +123,8 @@ def resolve_columns(
     for role, col in mapping.items():
         if col not in columns:
             raise DatasetError(
-                f"column '{col}' mapped to role '{role}' is not in the file (columns: {columns})",
+                f"column '{col}' mapped to role '{role}' is not in the file (columns: {columns})"
+                + next((f"; did you mean {c!r}?" for c in columns if c.strip().lower() == col.strip().lower()), ""),
                 path=path,
                 field=role,
             )
@@ -246,9 +140,10 @@ def resolve_columns(
                 break
     missing = [r for r in REQUIRED_ROLES[kind] if r not in resolved]
     if missing:
+        expected = "; ".join(f"{r}: one of {', '.join(ROLE_ALIASES[r])}" for r in missing)
         raise DatasetError(
-            f"a {kind} set needs a column for {missing}; found {columns}. Rename the column or map "
-            f"it in ftlens.toml [datasets.columns]",
+            f"a {kind} set needs a column for {missing} (expected {expected}); found {columns}"
+            f"{_near_misses(columns)}. Rename the column or map it in ftlens.toml [datasets.columns]",
             path=path,
             field=missing[0],
         )
@@ -302,9 +197,10 @@ def read_heldout_set(
 
     Raises:
         DatasetError: naming the file, line and field: bad encoding or JSON, a missing column, a
-            non-text required value, a duplicate id, a probe answer that is not one of its
-            choices. Empty strings are kept: metrics decide what
-            an empty reference means, as their reference implementations do.
+            non-text required value, a duplicate or clashing id, a probe answer that is not
+            one of its choices, a file over a cap of `eval_core.file_limits`. Empty strings
+            are kept (metrics decide what an empty reference means, as their reference
+            implementations do); `HeldoutSet.blank_lines` lists them.
 
     Example:
         >>> ds = read_heldout_set(Path("heldout/support_test.jsonl"))  # doctest: +SKIP
@@ -313,7 +209,9 @@ def read_heldout_set(
     """
     fmt, rows, lines, found = read_rows(path)
     if not rows:
-        raise DatasetError("the dataset has no rows", path=path)
+        why = ("the file is empty" if path.stat().st_size == 0 else
+               f"the file has column names ({', '.join(found)}) and nothing else" if found else "the file has only blank lines")
+        raise DatasetError(f"the dataset has no rows: {why}; add examples, one per line", path=path)
     try:
         kind = kind or infer_kind(found, columns or {})
     except DatasetError as exc:
@@ -334,17 +232,19 @@ def read_heldout_set(
                     line=line,
                     field=column_map[role],
                 )
-        if "id" in column_map and row.get(column_map["id"]) is not None:
-            # A row without an id is not a duplicate of another row without one.
-            key = str(row[column_map["id"]])
-            if key in seen_ids:
-                raise DatasetError(
-                    f"duplicate id {key!r} (first on line {seen_ids[key]}); ids must be unique",
-                    path=path,
-                    line=line,
-                    field=column_map["id"],
-                )
-            seen_ids[key] = line
+        # Ids key results and ratings: two rows under one id would merge two examples' scores.
+        key = _row_id(row, column_map, path, line)
+        if key in seen_ids:
+            clash = (" (a row without an id is called 'row-<its line>'; give every row an id)"
+                     if key.startswith("row-") else "")
+            raise DatasetError(
+                f"duplicate id {key!r} (first on line {seen_ids[key]}); ids must be unique, and 1 and "
+                f"\"1\" are the same id{clash}",
+                path=path,
+                line=line,
+                field=column_map.get("id"),
+            )
+        seen_ids[key] = line
         if kind == "probe":
             _check_probe_answer(row, column_map, path, line)
     return HeldoutSet(
@@ -358,8 +258,30 @@ def read_heldout_set(
     )
 
 
+def _row_id(row: dict, column_map: dict[str, str], path: Path, line: int) -> str:
+    """The row's id as text, or "row-<line>" when it has none (missing, null, NaN or blank)."""
+    value = row.get(column_map["id"]) if "id" in column_map else None
+    if isinstance(value, float) and (value != value or value.is_integer()):
+        # Parquet written by pandas stores an integer id column with gaps as floats (1.0, NaN).
+        value = None if value != value else int(value)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return f"row-{line}"
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise DatasetError(f"an id must be text or a whole number, got {type(value).__name__} {value!r}",
+                           path=path, line=line, field=column_map["id"])
+    return str(value)
+
+
 def example_ids(ds: HeldoutSet) -> list[str]:
-    """Each example's id: its `id` column, else "row-<line>" (stable while lines are only appended)."""
-    if "id" in ds.column_map:
-        return [str(v) for v in ds.values("id")]
-    return [f"row-{line}" for line in ds.lines]
+    """Each example's id: its `id` column as text, else "row-<line>" (stable while lines are only
+    appended); unique, as read_heldout_set checks."""
+    return [_row_id(row, ds.column_map, ds.path, line) for row, line in zip(ds.rows, ds.lines)]
+
+
+def example_hashes(ds: HeldoutSet) -> list[str]:
+    """A hash of each example's own fields (all roles but id): edits are computed again."""
+    roles = sorted(r for r in ds.column_map if r != "id")
+    return [
+        hashlib.sha256(json.dumps([str(row.get(ds.column_map[r])) for r in roles]).encode()).hexdigest()[:16]
+        for row in ds.rows
+    ]

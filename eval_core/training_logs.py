@@ -4,16 +4,17 @@ Sources:
 - Hugging Face `trainer_state.json` (`log_history`): NaN and Infinity are read as floats; a step
   written twice (a resumed run re-logs the steps after its checkpoint) keeps the last write and the
   table says so in `warnings`;
-- TensorBoard event files, read with the `tensorboard` package's own loader; HF's tag names
-  (`train/loss`, `eval/support_loss`) are mapped back to the trainer_state names (`loss`,
-  `eval_support_loss`) so the two sources merge; a truncated or corrupt file gives a warning and
-  the records read before the damage;
+- TensorBoard event files (`eval_core.tensorboard_logs`): HF's tag names are mapped back to the
+  trainer_state names so the two sources merge; a damaged file gives a warning and the records
+  read before the damage;
 - PyTorch Lightning `CSVLogger` `metrics.csv` (one column per metric, sparse rows);
 - plain step/metric/value rows as `.jsonl` or `.csv` (optional `epoch`, `wall_time`).
 
 A run folder holding several sources merges them: a (metric, step) point is taken once, from the
 most complete trainer_state.json first, then from the other sources; a TensorBoard point for the
-same (metric, step) only lends its wall time.
+same (metric, step) only lends its wall time. NaN and infinite values (`grad_norm` under mixed
+precision) are kept as values, counted per file in the warnings and drawn as gaps. Each file is
+read within the caps of `eval_core.data_files`.
 """
 
 from __future__ import annotations
@@ -23,11 +24,16 @@ import io
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from eval_core import data_files
+from eval_core.data_files import read_limited_text
 from eval_core.errors import DatasetError
+from eval_core.records import NOT_METRICS, CurvePoint, defuse
+from eval_core.tensorboard_logs import read_tensorboard
 
 CURVES_SCHEMA = "ftlens.curves"
 CURVES_SCHEMA_VERSION = 1
@@ -36,20 +42,6 @@ TRAINER_STATE = "trainer_state.json"
 TB_PREFIX = "events.out.tfevents."
 LIGHTNING_CSV = "metrics.csv"
 PLAIN_LOGS = ("metrics.jsonl", "log_history.jsonl")
-_NOT_METRICS = {"step", "epoch", "total_flos"}
-
-
-@dataclass(frozen=True, slots=True)
-class CurvePoint:
-    """One logged value: the row of the tidy table."""
-
-    run: str
-    source: str
-    step: int
-    epoch: float | None
-    wall_time: float | None
-    metric: str
-    value: float
 
 
 @dataclass(frozen=True)
@@ -110,6 +102,8 @@ def read_trainer_state(path: Path, run: str, source: str | None = None) -> tuple
         state = json.loads(text)  # json accepts NaN, Infinity and -Infinity, as Trainer writes them
     except json.JSONDecodeError as exc:
         raise DatasetError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=path, line=exc.lineno) from exc
+    except (ValueError, RecursionError) as exc:  # an integer too long to convert; absurd nesting
+        raise DatasetError(f"cannot read this JSON: {exc or 'nested too deeply'}", path=path) from None
     history = state.get("log_history") if isinstance(state, dict) else None
     if not isinstance(history, list):
         raise DatasetError(
@@ -125,7 +119,7 @@ def read_trainer_state(path: Path, run: str, source: str | None = None) -> tuple
         epoch = _number(entry.get("epoch"))
         for key, raw in entry.items():
             value = _number(raw)
-            if key in _NOT_METRICS or value is None:
+            if key in NOT_METRICS or value is None:
                 continue
             point = CurvePoint(run, source, entry["step"], epoch, None, key, value)
             if (key, entry["step"]) in found:
@@ -138,89 +132,6 @@ def read_trainer_state(path: Path, run: str, source: str | None = None) -> tuple
             "the last write is kept"
         )
     return list(found.values()), warnings
-
-
-def _tb_metric(tag: str) -> str:
-    """HF's TensorBoardCallback writes `train/x` and `eval/x`; map back to `x` and `eval_x`."""
-    if tag.startswith("train/"):
-        return tag[len("train/"):]
-    if tag.startswith("eval/"):
-        return "eval_" + tag[len("eval/"):]
-    return tag
-
-
-def read_tensorboard(path: Path, run: str, source: str | None = None) -> tuple[list[CurvePoint], list[str]]:
-    """Scalar points of one event file, read with tensorboard's own loader.
-
-    A truncated or corrupt file yields the points read before the damage and a warning.
-    """
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-    from tensorboard.util import tensor_util
-
-    source = source or path.name
-    points: list[CurvePoint] = []
-    warnings: list[str] = []
-    epochs: dict[int, float] = {}
-    events = 0
-    try:
-        for event in EventFileLoader(str(path)).Load():
-            events += 1
-            for v in event.summary.value:
-                kind = v.WhichOneof("value")
-                if kind == "simple_value":
-                    value = float(v.simple_value)
-                elif kind == "tensor" and v.metadata.plugin_data.plugin_name == "scalars":
-                    arr = tensor_util.make_ndarray(v.tensor)
-                    if arr.size != 1:
-                        continue
-                    value = float(arr.reshape(()))
-                else:
-                    continue
-                metric = _tb_metric(v.tag)
-                if metric == "epoch":
-                    epochs[int(event.step)] = value
-                    continue
-                if metric in _NOT_METRICS:
-                    continue
-                points.append(CurvePoint(run, source, int(event.step), None, float(event.wall_time), metric, value))
-    except Exception as exc:  # the loader raises DataLossError and friends on damaged records
-        warnings.append(
-            f"{path}: stopped reading after {len(points)} points: {type(exc).__name__}: {exc}. "
-            "The file is truncated or corrupt; the points before the damage are shown."
-        )
-    # tensorboard's loader stops quietly at a bad CRC or a half-written record (it expects more
-    # data from a live run); the record framing tells whether it read the whole file.
-    complete, trailing = _record_framing(path)
-    if not warnings and events < complete:
-        warnings.append(
-            f"{path}: record {events + 1} of {complete} is corrupt (bad checksum); the {len(points)} "
-            "points before it are shown"
-        )
-    elif not warnings and trailing:
-        warnings.append(
-            f"{path}: the last record is incomplete ({trailing} bytes; the file is truncated or "
-            "still being written); the points before it are shown"
-        )
-    if path.stat().st_size > 0 and not points and not warnings:
-        warnings.append(f"{path}: no scalar values found")
-    return [replace(p, epoch=epochs.get(p.step)) for p in points], warnings
-
-
-def _record_framing(path: Path) -> tuple[int, int]:
-    """(complete TFRecord frames, bytes left over) from the frames' length fields alone.
-
-    A frame is an 8-byte little-endian length, a 4-byte length checksum, the payload and a 4-byte
-    payload checksum; the payload (the Event protobuf) is left to tensorboard's loader.
-    """
-    data = path.read_bytes()
-    pos = count = 0
-    while pos + 12 <= len(data):
-        length = int.from_bytes(data[pos : pos + 8], "little")
-        end = pos + 12 + length + 4
-        if end > len(data):
-            break
-        pos, count = end, count + 1
-    return count, len(data) - pos
 
 
 def read_lightning_csv(path: Path, run: str, source: str | None = None) -> tuple[list[CurvePoint], list[str]]:
@@ -270,16 +181,7 @@ def read_plain_log(path: Path, run: str, source: str | None = None) -> tuple[lis
 
 
 def _read_text(path: Path) -> str:
-    """The file as UTF-8 text; an unreadable file or bad bytes are a DatasetError naming the line."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DatasetError(f"cannot read: {exc.strerror or exc}", path=path) from exc
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"not UTF-8 text (byte {exc.start}); logs are written as UTF-8", path=path,
-                           line=data.count(b"\n", 0, exc.start) + 1) from exc
+    return read_limited_text(path, data_files.MAX_LOG_BYTES, "a training log")
 
 
 def _csv_rows(path: Path) -> list[tuple[int, dict]]:
@@ -337,18 +239,33 @@ def find_log_sources(folder: Path) -> list[Path]:
 
 def _reader(path: Path):
     if path.name.startswith(TB_PREFIX):
-        return read_tensorboard
+        return _counting_gaps(read_tensorboard)
     if path.name == TRAINER_STATE or (path.suffix == ".json"):
-        return read_trainer_state
+        return _counting_gaps(read_trainer_state)
     if path.name == LIGHTNING_CSV:
-        return read_lightning_csv
+        return _counting_gaps(read_lightning_csv)
     if path.suffix in (".jsonl", ".csv"):
-        return read_plain_log
+        return _counting_gaps(read_plain_log)
     raise DatasetError(
         "not a training log: expected trainer_state.json, events.out.tfevents.*, metrics.csv, "
         "or step/metric/value .jsonl/.csv",
         path=path,
     )
+
+
+def _counting_gaps(read):  # noqa: ANN001, ANN202 (one of the read_* functions above)
+    """`read`, plus a warning that counts the file's NaN and infinite values."""
+
+    def read_noting_gaps(path: Path, run: str, source: str | None = None) -> tuple[list[CurvePoint], list[str]]:
+        points, warnings = read(path, run, source)
+        bad = Counter(p.metric for p in points if not math.isfinite(p.value))
+        if bad:
+            each = ", ".join(f"{m}: {n}" for m, n in sorted(bad.items()))
+            warnings = [*warnings, f"{path}: {sum(bad.values())} values are NaN or infinite ({each}); they "
+                        "are kept and drawn as gaps in the curves"]
+        return points, warnings
+
+    return read_noting_gaps
 
 
 def read_run_logs(path: Path | str, run: str | None = None, root: Path | None = None) -> CurveTable:
@@ -358,10 +275,11 @@ def read_run_logs(path: Path | str, run: str | None = None, root: Path | None = 
         path: a run folder, a trainer_state.json, a TensorBoard log folder or event file, a
             metrics.csv, or a step/metric/value .jsonl/.csv.
         run: the run name to put on every point (default: the folder name).
-        root: make `source` paths relative to this folder (the workspace).
+        root: the workspace: `source` paths are made relative to it, and a path or log file
+            resolving outside it (a symlink) is refused unread.
 
     Raises:
-        DatasetError: the path does not exist, holds no log, or a log cannot be parsed.
+        DatasetError: the path does not exist, leaves `root`, holds no log, or a log cannot be parsed.
 
     Example:
         >>> table = read_run_logs(".demo_workspace/runs/support-ft")  # doctest: +SKIP
@@ -369,10 +287,19 @@ def read_run_logs(path: Path | str, run: str | None = None, root: Path | None = 
         [6.93, 5.49]
     """
     path = Path(path)
+    real_root = root.resolve() if root is not None else None
+    # Checked before anything is opened, and without naming the target: an answer about a path
+    # outside the workspace would tell whether it exists.
+    if real_root is not None and not path.resolve().is_relative_to(real_root):
+        raise DatasetError("training-log path leaves the workspace; keep logs inside it", path=path)
     if not path.exists():
         raise DatasetError("training-log path does not exist", path=path)
     run = run or (path.name if path.is_dir() else path.parent.name)
     sources = find_log_sources(path)
+    outside = [s for s in sources if real_root is not None and not s.resolve().is_relative_to(real_root)]
+    if outside:
+        raise DatasetError("this log is a link leading out of the workspace; copy the file in instead",
+                           path=outside[0])
     if not sources:
         raise DatasetError(
             "no training logs here (trainer_state.json, events.out.tfevents.*, metrics.csv)", path=path
@@ -413,5 +340,5 @@ def iter_csv(table: CurveTable) -> Iterator[str]:
     for row in table.to_rows():
         buf.seek(0)
         buf.truncate()
-        writer.writerow(row)
+        writer.writerow({k: defuse(v) for k, v in row.items()})  # run and metric names come from the logs
         yield buf.getvalue()

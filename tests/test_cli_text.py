@@ -232,3 +232,22 @@ def test_the_schema_document_names_every_field(files, capsys):
     missing = [k for k in sorted(keys) if f"`{k}`" not in doc]
     assert missing == []
     assert "python -m eval_core score" in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_a_txt_file_over_the_size_cap_is_refused_unread(tmp_path):
+    """`score` and `perplexity` read .txt inputs under the held-out sets' size cap (a sparse file)."""
+    from eval_core.cli_scoring import _read_inputs
+    from eval_core.cli_text import read_text_lines
+    from eval_core.data_files import MAX_DATASET_BYTES
+    from eval_core.errors import DatasetError
+
+    big = tmp_path / "huge.txt"
+    with big.open("wb") as f:
+        f.truncate(MAX_DATASET_BYTES + 1)
+    for read in (read_text_lines, lambda p: _read_inputs(p, "text")):
+        with pytest.raises(DatasetError, match="268,435,457 bytes, over the 268,435,456-byte limit") as err:
+            read(big)
+        assert err.value.path == str(big)
+    ok = tmp_path / "ok.txt"
+    ok.write_text("one\u2028still one\r\ntwo\n", encoding="utf-8")
+    assert _read_inputs(ok, "text") == (["line-1", "line-2"], ["one\u2028still one", "two"])

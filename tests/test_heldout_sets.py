@@ -240,7 +240,7 @@ ERRORS = [
     # The BOM must not shift the reported byte or line.
     pytest.param("bom-latin1.jsonl", codecs.BOM_UTF8 + jsonl(GEN) + b'\xff{"prompt": "p", "reference": "r"}\n',
                  {}, 2, None, "byte 0xff", id="invalid-utf8-after-bom"),
-    pytest.param("odd.jsonl", codecs.BOM_UTF16_LE + b'{\x00"', {}, None, None, "invalid UTF-16", id="truncated-utf16"),
+    pytest.param("odd.jsonl", codecs.BOM_UTF16_LE + b'{\x00"', {}, 1, None, "invalid UTF-16", id="truncated-utf16"),
     pytest.param("noref.jsonl", jsonl({"prompt": "p", "category": "c"}), {"kind": "generation"},
                  None, "reference", "needs a column for ['reference']", id="missing-required-column"),
     pytest.param("notext.jsonl", jsonl({"prompt": "p"}), {"kind": "text"}, None, "text", "needs a column", id="text-set-without-text"),
