@@ -85,6 +85,11 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     root = _workspace(args)
     with open_rating_store(root) as store:
         name = _one_campaign(store, args.campaign)
+        changed = store.text_changes(name)
+    if changed:  # stderr: a --format json reader still sees it
+        print(f"warning: {len(changed)} items of '{name}' have other text under the same id in another campaign "
+              f"on the same set (it was edited): {', '.join(changed[:10])}{' ...' if len(changed) > 10 else ''}",
+              file=sys.stderr)
     summary = campaign_summary(root, name, seed=args.seed, n_resamples=args.resamples)
     if args.format == "json":
         print(json.dumps(summary.to_dict(), indent=1, ensure_ascii=False, allow_nan=False))

@@ -117,13 +117,7 @@ class RatingStore(ResultsStore):
         True
     """
 
-    def _migrate(self) -> None:
-        super()._migrate()
-        try:
-            with self.engine.begin() as conn:
-                rating_metadata.create_all(conn)
-        except sa.exc.DatabaseError as exc:
-            raise EvalCoreError(f"cannot create the rating tables: {exc.orig}", field="database.url") from exc
+    metadatas = (*ResultsStore.metadatas, rating_metadata)
 
     # --- campaigns -----------------------------------------------------------------------------
 
@@ -137,7 +131,7 @@ class RatingStore(ResultsStore):
                 raise EvalCoreError(f"item {it.item_id} has no output of {', '.join(missing)}", field="outputs")
         plan = assign(spec, [it.item_id for it in items])
         now = time.time()
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             if conn.execute(sa.select(rating_campaigns.c.name).where(rating_campaigns.c.name == spec.name)).first():
                 raise EvalCoreError(f"a campaign named '{spec.name}' exists; choose another name", field="campaign")
             conn.execute(rating_campaigns.insert().values(name=spec.name, spec=json.dumps(spec.to_dict()), created_at=now))
@@ -153,23 +147,23 @@ class RatingStore(ResultsStore):
 
     def register_imported_campaign(self, spec: CampaignSpec) -> None:
         """Create (or keep) a campaign record for judgments imported from another tool."""
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             row = conn.execute(sa.select(rating_campaigns.c.spec).where(rating_campaigns.c.name == spec.name)).first()
             if row is None:
                 conn.execute(rating_campaigns.insert().values(name=spec.name, spec=json.dumps(spec.to_dict()), created_at=time.time()))
 
     def update_campaign(self, spec: CampaignSpec) -> None:
         """Replace a campaign's record (imports add the models and raters their rows name)."""
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(rating_campaigns.update().where(rating_campaigns.c.name == spec.name).values(spec=json.dumps(spec.to_dict())))
 
     def campaigns(self) -> list[CampaignSpec]:
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rows = conn.execute(sa.select(rating_campaigns.c.spec).order_by(rating_campaigns.c.created_at)).all()
         return [CampaignSpec.from_dict(json.loads(r[0])) for r in rows]
 
     def campaign(self, name: str) -> CampaignSpec:
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             row = conn.execute(sa.select(rating_campaigns.c.spec).where(rating_campaigns.c.name == name)).first()
         if row is None:
             known = ", ".join(c.name for c in self.campaigns()) or "(none)"
@@ -178,14 +172,33 @@ class RatingStore(ResultsStore):
 
     def items(self, campaign: str) -> dict[str, RatingItem]:
         t = rating_items
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rows = conn.execute(sa.select(t).where(t.c.campaign == campaign)).all()
         return {r.item_id: RatingItem(r.item_id, r.prompt, json.loads(r.outputs), r.reference, r.category) for r in rows}
+
+    def text_changes(self, campaign: str) -> list[str]:
+        """Ids of the campaign's items whose prompt or reference differs from the same id in another
+        campaign on the same held-out set: the set was re-imported with changed text under old ids.
+
+        Each campaign's ratings stay linked to the text it snapshotted (nothing is re-linked to the new
+        text); this list is what a page or report shows so the two campaigns are not read as one.
+        """
+        spec = self.campaign(campaign)
+        mine = self.items(campaign)
+        changed: set[str] = set()
+        for other in self.campaigns():
+            if other.name == campaign or other.imported or other.dataset != spec.dataset:
+                continue
+            for item_id, item in self.items(other.name).items():
+                now = mine.get(item_id)
+                if now is not None and (now.prompt, now.reference) != (item.prompt, item.reference):
+                    changed.add(item_id)
+        return sorted(changed)
 
     def assignments(self, campaign: str, rater: str | None = None) -> list[Assignment]:
         t = rating_assignments
         cond = [t.c.campaign == campaign] + ([t.c.rater == rater] if rater is not None else [])
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rows = conn.execute(sa.select(t).where(*cond).order_by(t.c.rater, t.c.position)).all()
         return [Assignment(r.campaign, r.item_id, r.rater, r.model_left, r.model_right, r.position, r.token) for r in rows]
 
@@ -201,7 +214,7 @@ class RatingStore(ResultsStore):
     def next_item(self, campaign: str, rater: str) -> QueueItem | None:
         """The rater's next unrated item: in queue order, skipped items last (oldest skip first)."""
         queue = self.assignments(campaign, rater)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rated, skipped = self._rated_and_skipped(conn, campaign, rater)
         todo = [a for a in queue if a.item_id not in rated]
         if not todo:
@@ -216,7 +229,7 @@ class RatingStore(ResultsStore):
         spec = self.campaign(campaign)
         queue = self.assignments(campaign)
         out = []
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             for rater in spec.raters:
                 rated, skipped = self._rated_and_skipped(conn, campaign, rater)
                 mine = [a for a in queue if a.rater == rater]
@@ -244,7 +257,7 @@ class RatingStore(ResultsStore):
         for what, text in (("comment", comment), ("correction", correction)):
             if not isinstance(text, str) or len(text) > MAX_TEXT:
                 raise EvalCoreError(f"the {what} must be text of at most {MAX_TEXT} characters", field=what)
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             a = self._assignment(conn, campaign, token, rater)
             item = conn.execute(sa.select(rating_items.c.category).where(
                 rating_items.c.campaign == campaign, rating_items.c.item_id == a.item_id)).first()
@@ -259,7 +272,7 @@ class RatingStore(ResultsStore):
 
     def skip(self, campaign: str, token: str, rater: str) -> None:
         """Put an item at the end of the rater's queue (skipping again moves it to the end again)."""
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             a = self._assignment(conn, campaign, token, rater)
             conn.execute(rating_skips.delete().where(rating_skips.c.campaign == campaign,
                                                      rating_skips.c.item_id == a.item_id, rating_skips.c.rater == rater))
@@ -267,7 +280,7 @@ class RatingStore(ResultsStore):
 
     def undo_last(self, campaign: str, rater: str) -> str | None:
         """Delete the rater's newest rating made in the app; its token (the item comes back first)."""
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             row = conn.execute(sa.select(ratings.c.item_id).where(
                 ratings.c.campaign == campaign, ratings.c.rater == rater, ratings.c.source == "app")
                 .order_by(ratings.c.created_at.desc()).limit(1)).first()
@@ -284,13 +297,13 @@ class RatingStore(ResultsStore):
         """Insert imported ratings (dicts with the `ratings` columns); the number newly stored."""
         if not rows:
             return 0
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             # RETURNING, not rowcount: psycopg reports no rowcount for INSERT ... ON CONFLICT DO NOTHING.
             return sum(conn.execute(self._insert_ignore(ratings).values(**r).returning(ratings.c.item_id)).first() is not None
                        for r in rows)
 
     def ratings_of(self, campaign: str) -> list[dict]:
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rows = conn.execute(sa.select(ratings).where(ratings.c.campaign == campaign)
                                 .order_by(ratings.c.created_at, ratings.c.item_id, ratings.c.rater)).all()
         return [{**r._mapping, "scores": json.loads(r.scores)} for r in rows]

@@ -39,6 +39,23 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+# Keys of a log entry that place it (step, epoch) or count work (total_flos); not curves.
+NOT_METRICS = frozenset({"step", "epoch", "total_flos"})
+
+
+@dataclass(frozen=True, slots=True)
+class CurvePoint:
+    """One logged value: the row of the tidy table."""
+
+    run: str
+    source: str
+    step: int
+    epoch: float | None
+    wall_time: float | None
+    metric: str
+    value: float
+
+
 class Record:
     """Mixin: a dataclass record that turns itself into JSON-ready dicts."""
 
@@ -108,6 +125,7 @@ class DatasetRecord(Record):
         columns: every column found, in file order.
         column_map: role (`prompt`, `reference`, `text`, `category`, `id`, ...) to column name.
         categories: rows per category (empty when the set has no category column).
+        blank_values: per required role, how many rows hold an empty or whitespace-only value.
     """
 
     name: str
@@ -119,6 +137,9 @@ class DatasetRecord(Record):
     column_map: dict[str, str]
     categories: dict[str, int]
     fingerprint: str
+    # Rows whose required text (prompt, reference, text, answer) is empty or blank, per role: kept
+    # (a blank reference is data, not a parse error), and counted so a summary can say so.
+    blank_values: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -175,3 +196,22 @@ __all__ = [
     "WeightFormat",
     "WorkspaceSummary",
 ]
+
+
+def defuse(cell: object) -> object:
+    """A CSV cell a spreadsheet shows as text: formulas (= + - @, tab, CR first) get a leading '.
+
+    Every CSV writer of Fine-Tune Lens passes its cells through this (formula injection: a model
+    output, a comment or a metric name in a log can start with "="). Numbers, and strings that are
+    numbers such as "-1.5" or "-Infinity", are left as they are: they cannot be a formula.
+
+    Example:
+        >>> defuse("=HYPERLINK(1)"), defuse("fine"), defuse(3), defuse("-1.5")
+        ("'=HYPERLINK(1)", 'fine', 3, '-1.5')
+    """
+    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            float(cell)
+        except ValueError:
+            return "'" + cell
+    return cell
