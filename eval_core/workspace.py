@@ -16,6 +16,7 @@ Nothing here imports torch or reads more than JSON and safetensors headers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -36,6 +37,7 @@ from eval_core.records import (
 from eval_core.version import __version__
 from eval_core.workspace_config import (
     CONFIG_FILE_NAME,
+    URL_PATTERN,
     DatasetSpec,
     RunSpec,
     WorkspaceConfig,
@@ -56,6 +58,13 @@ def load_config(root: Path) -> WorkspaceConfig:
 
 def check_workspace_root(root: Path | str) -> Path:
     """Resolve `root` and check it is a folder; raise a WorkspaceError that says what to do."""
+    text = str(root)
+    # Lexical checks first: a NUL would crash the filesystem calls, and a URL is never fetched.
+    if any(ord(ch) < 32 for ch in text):
+        raise WorkspaceError("the workspace folder contains a control character (such as NUL)", field="workspace")
+    if URL_PATTERN.match(text):
+        raise WorkspaceError("the workspace must be a local folder, not a URL; nothing is downloaded",
+                             field="workspace")
     path = Path(root).expanduser()
     if not path.exists():
         raise WorkspaceError(
@@ -68,12 +77,28 @@ def check_workspace_root(root: Path | str) -> Path:
     return path.resolve()
 
 
+def is_workspace(root: Path) -> bool:
+    """True when `root` holds an ftlens.toml, a `.ftlens/` state folder, a base model folder or a run.
+
+    Only such a folder gets files written into it (the fingerprint cache, the results database), so
+    opening a wrong folder, say a home folder, leaves it as it was.
+    """
+    if (root / CONFIG_FILE_NAME).is_file() or (root / STATE_DIR).is_dir():
+        return True
+    if any(is_checkpoint_dir(root / d) and not (root / d).is_symlink() for d in BASE_MODEL_DIRS):
+        return True
+    return bool(discover_runs(root, set()))
+
+
 def _inside(root: Path, rel: str, field: str) -> Path:
-    """`root/rel`, refusing a symlink that resolves outside the workspace."""
+    """`root/rel`, refusing a symlink that resolves outside the workspace.
+
+    The message never names the target: it would tell where, and whether, a file exists outside.
+    """
     target = (root / rel).resolve()
     if not target.is_relative_to(root):
         raise WorkspaceError(
-            f"'{rel}' resolves outside the workspace (to {target}); keep files inside it",
+            f"'{rel}' resolves outside the workspace (a link leading out of it); keep files inside it",
             path=root / CONFIG_FILE_NAME,
             field=field,
         )
@@ -188,7 +213,9 @@ def discover_datasets(root: Path, skip: set[Path]) -> list[DatasetSpec]:
         if is_checkpoint_dir(folder) or any(folder.is_relative_to(s) for s in skip):
             continue
         for p in sorted(folder.iterdir()):
-            if p.is_file() and p.suffix.lower() in DATASET_SUFFIXES and p.name not in _METRIC_LOG_NAMES:
+            # A link is listed whatever it points at, and refused when described: skipping a dangling
+            # one would tell whether its target outside the workspace exists.
+            if (p.is_symlink() or p.is_file()) and p.suffix.lower() in DATASET_SUFFIXES and p.name not in _METRIC_LOG_NAMES:
                 files.append(p)
     stems = [p.stem for p in files]
     specs = []
@@ -213,6 +240,7 @@ def describe_dataset(root: Path, spec: DatasetSpec, cache: DigestCache) -> Datas
         column_map=ds.column_map,
         categories=ds.category_counts(),
         fingerprint=fingerprint_files(path.parent, [path], cache),
+        blank_values={role: len(lines) for role, lines in ds.blank_lines().items()},
     )
 
 
@@ -235,7 +263,12 @@ def discover_workspace(root: Path | str) -> WorkspaceSummary:
     """
     root = check_workspace_root(root)
     config = load_config(root)
-    cache = DigestCache(root / STATE_DIR / "fingerprints.json")
+    real = is_workspace(root)
+    if real:
+        with contextlib.suppress(OSError):  # read-only workspaces are fine: the state is a cache
+            (root / STATE_DIR).mkdir(exist_ok=True)
+    # A folder that is not a workspace is only looked at: its digests stay in memory.
+    cache = DigestCache(root / STATE_DIR / "fingerprints.json" if real else None)
     problems: list[ProblemRecord] = []
 
     base_record: CheckpointRecord | None = None
@@ -243,7 +276,9 @@ def discover_workspace(root: Path | str) -> WorkspaceSummary:
     if config.base_model is not None:
         base_dir = _inside(root, config.base_model, "base_model")
     else:
-        base_dir = next((root / d for d in BASE_MODEL_DIRS if is_checkpoint_dir(root / d)), None)
+        # A base_model/ link leading out of the workspace is not followed (nor said where it leads).
+        base_dir = next((root / d for d in BASE_MODEL_DIRS if (root / d).resolve().is_relative_to(root)
+                         and is_checkpoint_dir(root / d)), None)
     if base_dir is not None:
         try:
             base_record = inspect_checkpoint(base_dir, root=root, name="base", run=None, cache=cache)
@@ -291,9 +326,16 @@ def discover_workspace(root: Path | str) -> WorkspaceSummary:
     datasets = []
     for ds_spec in dataset_specs:
         try:
-            datasets.append(describe_dataset(root, ds_spec, cache))
+            record = describe_dataset(root, ds_spec, cache)
         except EvalCoreError as exc:
             problems.append(_problem(exc))
+            continue
+        datasets.append(record)
+        for role, n in record.blank_values.items():
+            problems.append(ProblemRecord(
+                f"{n} of {record.rows} rows have an empty {role}; they are kept and scored as empty text. "
+                f"Fill them in or remove them if that is not intended", path=str(root / record.path), field=role,
+                severity="warning"))
     cache.save()
     return WorkspaceSummary(
         root=str(root),

@@ -30,7 +30,7 @@ import difflib
 import re
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from eval_core.errors import WorkspaceError
@@ -147,15 +147,56 @@ class _Checker:
         return value
 
     def path_inside(self, value: str, field: str) -> str:
-        p = Path(value)
-        if p.is_absolute() or ".." in p.parts:
+        """`value` as a relative POSIX path, refused when it could name anything outside the workspace.
+
+        Purely lexical: nothing is resolved, opened or fetched here, so the error is the same
+        whether or not the named file exists (symlinks are checked where the file is used).
+        """
+        reason = unsafe_path_reason(value)
+        if reason:
             raise self.fail(
-                f"path {value!r} leaves the workspace; give a path relative to the workspace "
-                "folder without '..'",
+                f"path {value!r} {reason}; give a path relative to the workspace folder, with '/' "
+                "and without '..'",
                 field,
-                value,
+                # An escaped value (a backslash, a NUL) is not in the text as written: find the key.
+                value if value in self.text else None,
             )
-        return p.as_posix()
+        return Path(value).as_posix()
+
+
+# `file:`, `http://169.254.169.254/`: a path is never fetched, so a URL is a mistake or an attack.
+URL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:/")
+# Percent-encoded '.', '/', '\\' or NUL: paths are never URL-decoded, so these only hide a '..'.
+_ENCODED = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
+
+
+def unsafe_path_reason(value: str) -> str | None:
+    """Why `value` may not name a file of the workspace, or None when it may.
+
+    Refused: control characters (NUL), URLs, '~' (a home folder), backslashes and drive letters
+    (Windows UNC `\\\\host\\share`, device `\\\\.\\pipe`, extended `\\\\?\\C:` paths), percent-encoding,
+    absolute paths (`/etc`, `//proc/self/root`) and any '..' part, wherever a '#' or '?' puts it.
+
+    Example:
+        >>> unsafe_path_reason("runs/a") is None, unsafe_path_reason("../x")
+        (True, "leaves the workspace ('..')")
+    """
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return "contains a control character (such as NUL)"
+    if URL_PATTERN.match(value):
+        return "is a URL; only files inside the workspace are read, nothing is downloaded"
+    if value.startswith("~"):
+        return "starts with '~' (a home folder), which is outside the workspace"
+    if "\\" in value or PureWindowsPath(value).drive:
+        return "is a Windows path (a backslash or drive letter; UNC and device paths are refused)"
+    if _ENCODED.search(value):
+        return "is percent-encoded; paths are used as written, never decoded"
+    p = Path(value)
+    if p.is_absolute():
+        return "is absolute, so it leaves the workspace"
+    if ".." in p.parts:
+        return "leaves the workspace ('..')"
+    return None
 
 
 def parse_workspace_config(path: Path) -> WorkspaceConfig:

@@ -71,8 +71,15 @@ def test_errors_are_one_line_exit_2(tmp_path, capsys, args, message):
 
 
 def test_empty_workspace_says_what_to_run(tmp_path, capsys):
+    (tmp_path / "ftlens.toml").write_text("", encoding="utf-8")  # a workspace with nothing evaluated yet
     assert main(["forgetting", "--workspace", str(tmp_path)]) == 2
     assert "python -m eval_core evaluate" in capsys.readouterr().err
+
+
+def test_a_folder_that_is_not_a_workspace_is_refused_and_left_untouched(tmp_path, capsys):
+    assert main(["forgetting", "--workspace", str(tmp_path)]) == 2
+    assert "not a Fine-Tune Lens workspace" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_help_renders():
