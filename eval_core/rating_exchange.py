@@ -5,7 +5,10 @@ Import CSV (UTF-8, header row; docs/ratings-schema.md): `item_id`, `rater`, `mod
 `winner` in {model_a, model_b, tie, both_bad}, optional `category`. `model_a` is the output that was
 shown on the LEFT, so position bias can be measured. Every error names the file, line and field;
 nothing is stored unless the whole file is valid. Rows already stored (same campaign, item, rater)
-are kept as they are, so importing a file twice stores it once.
+are kept as they are, so importing a file twice stores it once. An upload is parsed from its bytes in
+memory and never saved; its name only labels errors and the `source` of its rows. Files over
+`MAX_IMPORT_BYTES`, and binary files renamed to .csv (zip/xlsx, gzip, pickle, NUL bytes), are refused
+before parsing, with what they are.
 
 Export:
 - `csv` / `json`: one row per rating (campaign, item, rater, model_a = left, model_b = right,
@@ -30,10 +33,16 @@ from pathlib import Path
 from eval_core.errors import EvalCoreError
 from eval_core.rating_campaigns import CampaignSpec, check_name
 from eval_core.rating_store import RatingStore
+from eval_core.records import defuse  # noqa: F401 - re-exported: the CSV cell guard every writer uses
 
 IMPORT_COLUMNS = ("item_id", "rater", "model_a", "model_b", "winner")
 WINNER_TO_VERDICT = {"model_a": "left", "model_b": "right", "tie": "tie", "both_bad": "both_bad"}
 MAX_IMPORT_BYTES = 50_000_000  # 50 MB of judgments is ~500k rows; anything bigger is not a judgments file
+# File signatures of what a renamed ".csv" upload often really is.
+_BINARY_MAGIC = ((b"PK\x03\x04", "a zip archive (an .xlsx workbook is one)"), (b"PK\x05\x06", "an empty zip archive"),
+                 (b"\x1f\x8b", "a gzip archive"), (b"\xd0\xcf\x11\xe0", "an old Excel (.xls) workbook"),
+                 (b"PAR1", "a Parquet file"), (b"%PDF", "a PDF document"), (b"7z\xbc\xaf", "a 7-Zip archive"))
+_PICKLE_PROTOCOLS = (b"\x02", b"\x03", b"\x04", b"\x05")  # after the PROTO opcode \x80; 0 and 1 are text-like
 EXPORT_COLUMNS = ("campaign", "item_id", "rater", "model_a", "model_b", "winner", "category", "scores_a", "scores_b",
                   "comment", "correction", "source", "created_at")
 
@@ -55,11 +64,28 @@ def read_judgments_csv(path: Path | str) -> list[dict]:
     return parse_judgments_csv(data, path)
 
 
+def _refuse_binary(data: bytes, path: Path | str) -> None:
+    """Name what a binary file really is (a renamed zip, workbook or pickle), instead of a
+    confusing header error; nothing here ever unpacks or unpickles it."""
+    kind = next((what for magic, what in _BINARY_MAGIC if data.startswith(magic)), None)
+    if kind is None and data[:1] == b"\x80" and data[1:2] in _PICKLE_PROTOCOLS:
+        kind = "a Python pickle"
+    nul = data.find(b"\x00")
+    # UTF-16 text has NUL bytes too: the UTF-8 decoding below says "save it as UTF-8" for it.
+    if kind is None and nul >= 0 and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        kind = f"binary data (a NUL byte at offset {nul})"
+    if kind is not None:
+        raise EvalCoreError(f"this is {kind}, not CSV text: export the judgments as a UTF-8 CSV file and upload that",
+                            path=path, line=1)
+
+
 def parse_judgments_csv(data: bytes, path: Path | str) -> list[dict]:
-    """`read_judgments_csv` of bytes already read (an upload); `path` names them in errors."""
+    """`read_judgments_csv` of bytes already read (an upload, parsed in memory and never saved);
+    `path` names them in errors."""
     if len(data) > MAX_IMPORT_BYTES:
         raise EvalCoreError(f"the file is {len(data) / 1e6:.0f} MB; judgments files are limited to "
                             f"{MAX_IMPORT_BYTES / 1e6:.0f} MB", path=path)
+    _refuse_binary(data, path)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -133,18 +159,6 @@ def import_judgments(store: RatingStore, campaign: str, path: Path | str, data: 
 
         store.update_campaign(replace(spec, models=spec.models + tuple(new_models), raters=spec.raters + tuple(new_raters)))
     return stored, len(rows) - stored
-
-
-def defuse(cell: object) -> object:
-    """A CSV cell a spreadsheet shows as text: formulas (= + - @, tab, CR first) get a leading '.
-
-    Example:
-        >>> defuse("=HYPERLINK(1)"), defuse("fine"), defuse(3)
-        ("'=HYPERLINK(1)", 'fine', 3)
-    """
-    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + cell
-    return cell
 
 
 def export_rows(rows: Sequence[dict]) -> list[dict]:

@@ -4,7 +4,7 @@ Every untrusted text (prompts, references, model outputs, comments, names from f
 in Markdown, characters that would start markup or HTML (`<`, `>`, `&`, `|`, `` ` ``, `*`, `_`, `[`,
 `]`, `#`, `!`, `~`, `$`, backslash) are escaped and line breaks become spaces in table cells, so a
 payload such as ``<script>`` shows as text in any Markdown viewer; in CSV, cells starting with
-= + - @ (or tab / carriage return) are defused for spreadsheets (eval_core.rating_exchange.defuse).
+= + - @ (or tab / carriage return) are defused for spreadsheets (eval_core.records.defuse).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import re
 import zipfile
 
-from eval_core.rating_exchange import defuse
+from eval_core.records import defuse
 from eval_core.report_model import Report
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]#!|<>~&$])")

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from eval_core.errors import EvalCoreError
 from eval_core.perplexity import NllStats, summarize, total
 from eval_core.probe_scoring import PROBE_METRICS
+from eval_core.records import defuse
 from eval_core.results_store import (
     ResultsStore,
     checkpoints,
@@ -123,5 +124,5 @@ def iter_results_csv(record: dict) -> Iterator[str]:
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
     for entry in record["results"]:
-        writer.writerow(entry)
+        writer.writerow({k: defuse(v) for k, v in entry.items()})  # dataset and checkpoint names come from files
     yield buf.getvalue()

@@ -18,7 +18,7 @@ import streamlit as st
 from eval_core import EvalCoreError, WorkspaceSummary, build_demo_workspace, is_demo_built
 from pages import _cached
 from pages._forgetting_views import recommendation_banner
-from pages._render import plain, problem_text
+from pages._render import chart_text, plain, plain_frame, problem_text
 from pages._session import current_workspace, demo_dir, demo_settings, set_workspace
 
 STAGE_LABELS = {
@@ -98,7 +98,7 @@ def checkpoint_table(ws: WorkspaceSummary) -> pd.DataFrame:
 
 
 def show_workspace(ws: WorkspaceSummary) -> None:
-    st.title(ws.name)
+    st.title(plain(ws.name))  # a folder or config name: any text
     st.caption(plain(f"{ws.root} · config: {ws.config_file or 'none (discovered)'}"))
     show_problems(ws)
     cols = st.columns(4)
@@ -114,8 +114,9 @@ def show_workspace(ws: WorkspaceSummary) -> None:
     if ws.base_model is None and not ws.checkpoints:
         st.info("No checkpoints found. A run folder holds checkpoint-<step>/ folders (see README).")
     else:
-        # st.table renders real text (not a canvas), so values are selectable and searchable.
-        st.table(checkpoint_table(ws).set_index("checkpoint"))
+        # st.table renders real text (not a canvas), so values are selectable and searchable; its
+        # cells are Markdown, so run and folder names are escaped.
+        st.table(plain_frame(checkpoint_table(ws).set_index("checkpoint")))
 
     st.subheader("Held-out sets")
     if not ws.datasets:
@@ -139,8 +140,8 @@ def show_workspace(ws: WorkspaceSummary) -> None:
             hide_index=True,
             width="stretch",
         )
-        balance = [
-            {"dataset": d.name, "category": cat, "rows": n}
+        balance = [  # Plotly draws <b>, <a href>… in tick labels and facet titles: names are escaped
+            {"dataset": chart_text(d.name), "category": chart_text(cat), "rows": n}
             for d in ws.datasets
             for cat, n in d.categories.items()
         ]

@@ -68,7 +68,7 @@ with _store(root) as store:
 
 _show_flash()
 st.progress(mine.done / mine.total if mine.total else 1.0,
-            text=f"{rater}: {mine.done} of {mine.total} rated" + (f", {mine.skipped} skipped" if mine.skipped else ""))
+            text=plain(f"{rater}: {mine.done} of {mine.total} rated" + (f", {mine.skipped} skipped" if mine.skipped else "")))
 
 
 def undo() -> None:
@@ -126,7 +126,7 @@ with st.form(key=f"{key}_form", clear_on_submit=False, border=True):
         for side, col, label in (("left", cols[0], "A"), ("right", cols[1], "B")):
             with col:
                 for criterion in spec.rubric:
-                    st.radio(f"{label}: {criterion}", options, horizontal=True, key=f"{key}_{side}_{criterion}")
+                    st.radio(plain(f"{label}: {criterion}"), options, horizontal=True, key=f"{key}_{side}_{criterion}")
     st.text_area("Comment (optional)", key=f"{key}_comment", max_chars=20_000)
     st.text_area("Write the ideal answer (optional)", key=f"{key}_correction", max_chars=20_000,
                  help="Exported as training data for the next fine-tuning round")

@@ -25,7 +25,7 @@ from eval_core.rating_campaigns import DEFAULT_RUBRIC
 from eval_core.rating_exchange import export_text, import_judgments, summary_json
 from eval_core.rating_figures import ranking_figure, win_matrix_figure
 from pages import _cached
-from pages._render import plain, problem_text
+from pages._render import chart_text, plain, problem_text
 from pages._session import page_workspace
 
 
@@ -117,6 +117,7 @@ try:
     with _store(root) as store:
         progress = store.progress(name)
         spec = store.campaign(name)
+        changed = store.text_changes(name)
 except EvalCoreError as exc:
     st.error(problem_text(exc.message, exc.path, exc.line, exc.field))
     st.stop()
@@ -124,6 +125,10 @@ except EvalCoreError as exc:
 st.caption(plain(f"{summary.n_judgments} judgments · {', '.join(spec.models)} · raters {', '.join(spec.raters)} · "
                  f"bootstrap {summary.n_resamples} resamples, seed {summary.seed}"
                  + ("" if spec.imported else f" · set {spec.dataset}, generation {spec.generation_hash[:8]}")))
+if changed:
+    st.warning(plain(f"{len(changed)} items have other text under the same id in another campaign on set "
+                     f"{spec.dataset} (the set was edited): read the two campaigns separately. Ids: "
+                     f"{', '.join(changed[:10])}{' ...' if len(changed) > 10 else ''}"))
 if summary.n_judgments == 0:
     st.info("No ratings yet: raters rate on the Rate outputs page.")
 bt = summary.bradley_terry if ties == "half" else (summary.bradley_terry_ties_dropped or summary.bradley_terry)
@@ -164,7 +169,7 @@ if summary.cohen_kappa:
 if summary.by_category:
     st.subheader("By category")
     cat = st.selectbox("Category", sorted(summary.by_category), key="results_category")
-    st.plotly_chart(ranking_figure(summary.by_category[cat], title=f"Ranking in {cat}"), key="results_cat_ranking",
+    st.plotly_chart(ranking_figure(summary.by_category[cat], title=f"Ranking in {chart_text(cat)}"), key="results_cat_ranking",
                     width="stretch")
 if summary.likert:
     st.subheader("Rubric scores")

@@ -208,6 +208,9 @@ def test_import_into_an_app_campaign_is_refused(demo_store, tmp_path):
         ("", ""),
         (3, 3),
         (-1.5, -1.5),  # numbers are numbers, not formulas
+        ("-1.5", "-1.5"),
+        ("-Infinity", "-Infinity"),
+        ("-1+cmd|' /C calc'!A0", "'-1+cmd|' /C calc'!A0"),
         (None, None),
     ],
 )
