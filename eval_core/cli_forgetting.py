@@ -41,11 +41,12 @@ def format_forgetting_table(report: ForgettingReport) -> str:
             cell = ("-" if r is None else _fmt(r.retention) if r.retention is None or r.low is None
                     else f"{_fmt(r.retention)} [{_fmt(r.low)}, {_fmt(r.high)}]")
             cells.append(cell + (" (chance)" if r is not None and not r.informative else ""))
-        rows.append([c.label, c.step, _fmt(c.general_retention), _fmt(c.forgetting_index, pct=False),
+        rows.append([c.label + (" (blocked)" if c.blocked else ""), c.step, _fmt(c.general_retention), _fmt(c.forgetting_index, pct=False),
                      _fmt(c.domain_gain, signed=True), "yes" if c.on_frontier else "", *cells,
                      sum(f.direction == "lost" for f in c.flips), sum(f.direction == "gained" for f in c.flips)])
     rec = report.recommendation
     return "\n".join([
+        *[f"WARNING: {w}" for w in report.warnings],  # before any number: these rows are not comparable
         f"Forgetting against {report.base}  (domain set: {report.domain_dataset or 'none'}; probes: "
         f"{', '.join(report.probe_datasets) or 'none'}; general text: {', '.join(report.general_text_datasets) or 'none'})",
         f"paired bootstrap 95% intervals, {report.n_resamples} resamples, seed {report.seed}",
@@ -79,6 +80,8 @@ def _cmd_forgetting(args: argparse.Namespace) -> int:
     got = forgetting_report(args.workspace, threshold=args.threshold, seed=args.seed, n_resamples=args.resamples,
                             domain_dataset=args.domain_set)
     report = got.report
+    for warning in report.warnings:  # also on stderr, so a --format json reader still sees it
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"forgetting analysis {'read from' if got.cached else 'computed and stored in'} the results store "
           f"(inputs digest {got.inputs_digest[:12]})", file=sys.stderr)
     if args.format == "json":

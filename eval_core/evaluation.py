@@ -21,7 +21,6 @@ are written in chunks, each one transaction, so an interrupted run resumes where
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -30,12 +29,14 @@ from pathlib import Path
 
 from eval_core.errors import EvalCoreError
 from eval_core.generation import GenerationConfig
-from eval_core.heldout_sets import HeldoutSet, example_ids, read_heldout_set
-from eval_core.nll_scoring import PerplexityConfig
+from eval_core.heldout_sets import example_hashes, example_ids, read_heldout_set
+from eval_core.nll_scoring import BOS_POLICIES, PerplexityConfig
+from eval_core.perplexity import DEFINITIONS as PERPLEXITY_DEFINITIONS
 from eval_core.probe_scoring import (
     CLOZE_GENERATION,
     PROBE_METRIC_DESCRIPTIONS,
     PROBE_METRICS,
+    MultipleChoiceConfig,
     ProbeConfig,
     ProbeTask,
     applicable,
@@ -46,7 +47,7 @@ from eval_core.probe_scoring import (
     run_probe_tasks,
 )
 from eval_core.records import CheckpointRecord, DatasetRecord
-from eval_core.results_store import ResultsStore, checkpoints, database_url, protocols
+from eval_core.results_store import ResultsStore, checkpoints, database_url, protocols, redact
 from eval_core.text_metrics import HIGHER_IS_BETTER
 from eval_core.text_scoring import TextScoreConfig, TextTask, run_text_tasks, text_libraries
 from eval_core.workspace import discover_workspace, load_config
@@ -128,15 +129,6 @@ class EvaluationSummary:
                 "computed": self.computed, "cached": self.cached, "cells": [c.__dict__ for c in self.cells]}
 
 
-def example_hashes(ds: HeldoutSet) -> list[str]:
-    """A hash of each example's own fields (all roles but id): edits are computed again."""
-    roles = sorted(r for r in ds.column_map if r != "id")
-    return [
-        hashlib.sha256(json.dumps([str(row.get(ds.column_map[r])) for r in roles]).encode()).hexdigest()[:16]
-        for row in ds.rows
-    ]
-
-
 def _select(kind: str, wanted: Sequence[str] | None, available: dict, problems: Sequence = ()) -> list[tuple[str, object]]:
     """(name, item) pairs in workspace order; an unknown name is an error with a hint.
 
@@ -160,7 +152,11 @@ def _protocol(metric: str, config: PerplexityConfig | GenerationConfig | TextSco
     libraries = {"torch": torch.__version__, "transformers": transformers.__version__}
     if isinstance(config, TextScoreConfig):
         libraries.update(text_libraries())
-    return {"config": config.to_dict(), "libraries": libraries}
+    out = {"config": config.to_dict(), "libraries": libraries}
+    ppl = config.perplexity if isinstance(config, MultipleChoiceConfig) else config
+    if isinstance(ppl, PerplexityConfig):  # log base, aggregation and BOS policy in words, beside the numbers
+        out["definitions"] = {**PERPLEXITY_DEFINITIONS, "bos": BOS_POLICIES[ppl.bos_policy]}
+    return out
 
 
 def _context_of(folder: Path) -> int | None:
@@ -252,7 +248,7 @@ def evaluate_workspace(
         store.set_dataset({"name": d.name, "fingerprint": d.fingerprint, "path": d.path, "kind": d.kind,
                            "rows": d.rows, "example_ids": json.dumps(ids[d.name])})
 
-    summary = EvaluationSummary(database=store.url)
+    summary = EvaluationSummary(database=redact(store.url))  # printed by the CLI: never a password
     base_dir = Path(ws.root) / ws.base_model.path if ws.base_model else None
     with models_in_turn():
         for model_name, ckpt in chosen_models:
@@ -282,7 +278,8 @@ def evaluate_workspace(
                     elif missing:
                         todo.append((d, spec, cfg, h, missing, cell))
             need = bool(todo) or any(needs_model(store, t, ckpt.fingerprint, n) for n, t in probe_todo.items())
-            opened = open_model(Path(ws.root) / ckpt.path, base_model=base_dir, allow_pickle=allow_pickle) if need else nullcontext()
+            opened = (open_model(Path(ws.root) / ckpt.path, base_model=base_dir, allow_pickle=allow_pickle, root=Path(ws.root))
+                      if need else nullcontext())
             with opened as lm:
                 if lm is not None:
                     lm.model.to(_device(device))

@@ -35,6 +35,10 @@ every checkpoint against the base model, on the SAME examples:
 - **Pareto frontier** over checkpoints of (domain gain, general retention), both higher-is-better:
   a checkpoint is on it when no other checkpoint is at least as good on both and better on one
   (equal points are all on it). Checkpoints without both numbers are not on it.
+- **Same tokenizer**: a checkpoint whose tokenizer vocabulary or chat template differs from the
+  base's (`ForgettingInputs.tokenizer_mismatch`, found by `forgetting_inputs`) is *blocked*: its
+  per-kind retentions are shown, but its general retention, forgetting index and domain gain are
+  None, so it is never on the frontier nor recommended; the reason is in ``blocked`` and ``warnings``.
 - **Recommendation**: among checkpoints whose general retention is >= `threshold` (default 0.95),
   the highest domain gain; ties go to the higher retention, then the earlier step. When none meets
   the threshold, NO checkpoint is recommended (``checkpoint is None``) and the reason names the
@@ -124,6 +128,7 @@ class ForgettingInputs:
     probe_datasets: list[str] = field(default_factory=list)
     general_text_datasets: list[str] = field(default_factory=list)
     domain_dataset: str | None = None
+    tokenizer_mismatch: dict[str, str] = field(default_factory=dict)  # checkpoint fingerprint -> reason
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,7 @@ class CheckpointForgetting:
     on_frontier: bool
     flips: list[Flip]
     family_retention: dict[str, float | None] = field(default_factory=dict)  # FAMILIES name -> retention
+    blocked: str | None = None  # why this checkpoint is not compared with the base (tokenizer differs)
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,7 @@ class ForgettingReport:
     definitions: dict[str, str]
     schema: str = SCHEMA
     version: int = SCHEMA_VERSION
+    warnings: list[str] = field(default_factory=list)  # blocking problems, shown before any number
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -362,12 +369,21 @@ def analyse_forgetting(inputs: ForgettingInputs, *, threshold: float = DEFAULT_T
         whole, by_cat = checkpoint_retention(inputs, ckpt, seed=seed, n_resamples=n_resamples)
         general = general_retention(whole)
         ppl, gain = domain_gain(inputs.base, ckpt)
+        if ckpt.fingerprint in inputs.tokenizer_mismatch:  # different tokens: no summary, no recommendation
+            general, gain = None, None
         rows.append((ckpt, whole, by_cat, general, ppl, gain))
     points = [Point(c.label, c.step, gain, general) for c, _, _, general, _, gain in rows]
     frontier = set(pareto_frontier(points))
+    blocked = inputs.tokenizer_mismatch
     out = [CheckpointForgetting(c.label, c.run, c.step, c.fingerprint, whole, by_cat, general, forgetting_index(general),
-                                ppl, gain, c.label in frontier, flips(inputs, c), family_retention(whole))
-           for c, whole, by_cat, general, ppl, gain in rows]
+                                ppl, gain, c.label in frontier, flips(inputs, c), family_retention(whole),
+                                blocked.get(c.fingerprint)) for c, whole, by_cat, general, ppl, gain in rows]
+    warnings = [f"{c.label} is not compared with the base: {blocked[c.fingerprint]}"
+                for c in inputs.checkpoints if c.fingerprint in blocked]
+    rec = recommend(points, threshold)
+    if warnings:
+        rec = replace(rec, reason=rec.reason + "; not compared (tokenizer or chat template differs from the base): "
+                      + ", ".join(c.label for c in inputs.checkpoints if c.fingerprint in blocked))
     return ForgettingReport(inputs.base.label, domain_perplexity(inputs.base), threshold, seed, n_resamples,
                             list(inputs.probe_datasets), list(inputs.general_text_datasets), inputs.domain_dataset, out,
-                            recommend(points, threshold), dict(DEFINITIONS))
+                            rec, dict(DEFINITIONS), warnings=warnings)

@@ -8,13 +8,21 @@
   per example `(nll_sum, token_count)`.
 When a cell was computed under several protocols (config hashes), the newest row of each example is
 used. The base model is the store's checkpoint without a run.
+
+Base and checkpoint must read the same text the same way: each checkpoint's tokenizer (its own files,
+else the base's, as model loading does) is compared with the base's on its vocabulary (tokenizer.json
+model, added tokens, normalizer, pre-tokenizer, BOS/EOS; runtime truncation and padding settings are
+left out, Trainer saves those) and on its chat template; a difference is a blocking mismatch
+(`ForgettingInputs.tokenizer_mismatch`), and the analysis does not compare that checkpoint.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
+from eval_core.checkpoints import TOKENIZER_FILES, read_json_file
 from eval_core.errors import EvalCoreError
 from eval_core.forgetting import SCORE_KINDS, ForgettingInputs, Key, ModelResults, ProbeItem
 from eval_core.heldout_sets import example_ids, read_heldout_set
@@ -46,6 +54,77 @@ def _items(root: Path, row: dict) -> tuple[dict[Key, ProbeItem], dict[Key, list[
         if isinstance(ch, list):
             choices[key] = [str(c) for c in ch]
     return items, choices
+
+
+_TOKENIZER_JSON_KEYS = ("model", "added_tokens", "normalizer", "pre_tokenizer")
+_VOCAB_FILES = ("vocab.json", "merges.txt", "vocab.txt", "tokenizer.model", "added_tokens.json")
+_SPECIAL_KEYS = ("bos_token", "eos_token", "add_bos_token", "add_eos_token")
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def tokenizer_identity(folder: Path) -> dict[str, str] | None:
+    """{"vocab": digest, "chat_template": digest} of the tokenizer files in `folder` (None: it has none).
+
+    Example:
+        >>> tokenizer_identity(Path(".demo_workspace/base_model"))  # doctest: +SKIP
+        {'vocab': '5c1e0a9b2f7d4e61', 'chat_template': '0d3f...'}
+    """
+    if not any((folder / n).is_file() for n in TOKENIZER_FILES):
+        return None
+    vocab: dict[str, object] = {}
+    if (folder / "tokenizer.json").is_file():
+        data = read_json_file(folder / "tokenizer.json")
+        vocab["tokenizer.json"] = {k: data.get(k) for k in _TOKENIZER_JSON_KEYS}
+    for name in _VOCAB_FILES:
+        if (folder / name).is_file():
+            vocab[name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    config = read_json_file(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
+    vocab["specials"] = {k: config.get(k) for k in _SPECIAL_KEYS}
+    template = config.get("chat_template")
+    if (folder / "chat_template.jinja").is_file():
+        template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    elif (folder / "chat_template.json").is_file():
+        template = read_json_file(folder / "chat_template.json").get("chat_template")
+    return {"vocab": _digest(vocab), "chat_template": _digest(template)}
+
+
+def tokenizer_mismatches(root: Path, ckpts: list[dict], base: dict) -> dict[str, str]:
+    """Checkpoint fingerprint -> why its tokenizer or chat template is not the base model's.
+
+    Folders outside the workspace, moved or unreadable are not read (nothing to compare, no entry).
+    """
+    root = root.resolve()
+
+    def readable(row: dict) -> Path | None:
+        folder = (root / row["path"]).resolve()
+        return folder if folder.is_relative_to(root) and folder.is_dir() else None
+
+    def identity(row: dict) -> dict[str, str] | None:
+        folder, base_folder = readable(row), readable(base)
+        try:
+            # A folder without tokenizer files (an adapter) is loaded with the base's tokenizer.
+            got = tokenizer_identity(folder) if folder else None
+            return got if got is not None or folder is None or base_folder is None else tokenizer_identity(base_folder)
+        except (EvalCoreError, OSError, UnicodeDecodeError):
+            return None
+
+    want = identity(base)
+    out: dict[str, str] = {}
+    if want is None:
+        return out
+    for c in ckpts:
+        if c["fingerprint"] == base["fingerprint"] or (got := identity(c)) is None:
+            continue
+        differs = [what for key, what in (("vocab", "tokenizer vocabulary"), ("chat_template", "chat template"))
+                   if got[key] != want[key]]
+        if differs:
+            out[c["fingerprint"]] = (f"{' and '.join(differs)} of {c['path']} differ from the base model's "
+                                     f"({base['path']}): its probe and perplexity results are not comparable with "
+                                     "the base's; evaluate both with the same tokenizer and chat template")
+    return out
 
 
 def load_forgetting_inputs(root: Path | str, *, url: str | None = None, domain_dataset: str | None = None) -> ForgettingInputs:
@@ -126,4 +205,6 @@ def load_forgetting_inputs(root: Path | str, *, url: str | None = None, domain_d
             m.domain[key] = (float(r["nll_sum"]), float(r["token_count"]))
     others = [m for fp, m in models.items() if fp != base.fingerprint and (m.probe or m.general_text or m.domain)]
     others.sort(key=lambda m: (m.run is None, m.run or "", m.step if m.step is not None else -1))
-    return ForgettingInputs(base, others, items, probe_sets, text_sets, domain)
+    mismatch = tokenizer_mismatches(root, ckpts, bases[0])
+    return ForgettingInputs(base, others, items, probe_sets, text_sets, domain,
+                            {fp: why for fp, why in mismatch.items() if any(m.fingerprint == fp for m in others)})

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eval_core.errors import EvalCoreError
-from eval_core.heldout_sets import example_ids, read_heldout_set
+from eval_core.errors import EvalCoreError, WorkspaceError
+from eval_core.heldout_sets import example_hashes, example_ids, read_heldout_set
 from eval_core.results_store import (
     ResultsStore,
     checkpoints,
@@ -173,7 +173,12 @@ def load_dataset_results(root: Path | str, url: str | None = None) -> list[Datas
     for (name, gen_hash), rows in sorted(by_cell.items(), key=lambda kv: (kv[0][0], -newest[kv[0]])):
         if name not in sets:
             continue
-        examples = _examples(root, sets[name])
+        examples, hashes = _examples(root, sets[name])
+        # Only rows computed for the example as it is now: an example edited since the last
+        # evaluation keeps its id, and its old output or score must not sit beside the new text.
+        rows = [r for r in rows if hashes.get(r["example_id"]) == r["example_hash"]]
+        if not rows:
+            continue  # every stored row is for texts the set no longer has
         per_ckpt: dict[str, CheckpointResults] = {}
         for r in rows:
             if r["example_id"] not in examples:
@@ -183,11 +188,12 @@ def load_dataset_results(root: Path | str, url: str | None = None) -> list[Datas
             c.signatures[r["metric"]] = (protos.get(r["config_hash"], {}).get("config") or {}).get("signature", "")
         for r in gen_rows:
             c = per_ckpt.get(r["checkpoint_fp"])
-            if c is not None and r["dataset"] == name and r["config_hash"] == gen_hash and r["example_id"] in examples:
+            if (c is not None and r["dataset"] == name and r["config_hash"] == gen_hash
+                    and hashes.get(r["example_id"]) == r["example_hash"]):
                 c.outputs[r["example_id"]] = r["text"]
         for r in nll_rows:
             c = per_ckpt.get(r["checkpoint_fp"])
-            if c is not None and r["dataset"] == name and r["example_id"] in examples:
+            if c is not None and r["dataset"] == name and hashes.get(r["example_id"]) == r["example_hash"]:
                 c.scores.setdefault(PERPLEXITY, {})[r["example_id"]] = (
                     math.exp(r["nll_sum"] / r["token_count"]) if r["token_count"] else float("nan"),
                     [r["nll_sum"], float(r["token_count"])])
@@ -201,13 +207,16 @@ def load_dataset_results(root: Path | str, url: str | None = None) -> list[Datas
     return out
 
 
-def _examples(root: Path, dataset_row: dict) -> dict[str, Example]:
+def _examples(root: Path, dataset_row: dict) -> tuple[dict[str, Example], dict[str, str]]:
+    """The set's examples as they are now, and each one's example hash (what stored rows carry)."""
     ds = read_heldout_set(root / dataset_row["path"], kind=dataset_row.get("kind") or None)
     ids = example_ids(ds)
+    hashes = dict(zip(ids, example_hashes(ds), strict=True))
     cats = ds.values("category") if "category" in ds.column_map else [None] * len(ids)
     prompts = ds.values("prompt") if "prompt" in ds.column_map else [""] * len(ids)
     refs = ds.values("reference") if "reference" in ds.column_map else [""] * len(ids)
-    return {i: Example(i, "" if c is None else str(c), str(p or ""), str(r or "")) for i, c, p, r in zip(ids, cats, prompts, refs, strict=True)}
+    return ({i: Example(i, "" if c is None else str(c), str(p or ""), str(r or ""))
+             for i, c, p, r in zip(ids, cats, prompts, refs, strict=True)}, hashes)
 
 
 def _checkpoint(row: dict, fp: str) -> CheckpointResults:
@@ -331,7 +340,11 @@ def results_version(root: Path | str, url: str | None = None) -> tuple | None:
     import time
 
     root = Path(root)
-    url = url or database_url(root, load_config(root).database_url)
+    if url is None:
+        try:
+            url = database_url(root, load_config(root).database_url)
+        except WorkspaceError:  # not a workspace: no database is made there, so none exists
+            return None
     if not url.startswith("sqlite:///"):
         return (url, int(time.time() // 30))
     path = Path(url.removeprefix("sqlite:///"))

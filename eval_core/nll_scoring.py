@@ -35,6 +35,12 @@ from eval_core.errors import EvalCoreError
 from eval_core.perplexity import NllStats, count_bytes, count_words
 
 PERPLEXITY_PROTOCOL_VERSION = 2  # 2: windows feed max_length tokens and score up to max_length
+BOS_POLICIES: dict[str, str] = {
+    "prepend": "BOS (EOS when the tokenizer has none) once before each document, so its first token is scored; "
+               "windows after the first take the document's earlier tokens as context",
+    "none": "no BOS: each document's first token is context only, never scored",
+}
+"""The `bos_policy` values, in words (recorded with every stored number)."""
 
 
 @dataclass(frozen=True)

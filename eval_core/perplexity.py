@@ -10,7 +10,9 @@ them, so the definitions are visible and testable without a model:
   lm-evaluation-harness's wikitext task
 - byte perplexity   = exp(sum NLL / bytes)
 
-NLL is in nats, summed in float64.
+NLL is in nats (natural log, `LOG_BASE`), summed in float64. An example with no scored token (an
+empty text, or a single token with nothing before it to predict it from) is *not scorable*: it adds
+nothing to the sums, and `example_perplexities` gives it no value but a reason, never NaN or inf.
 """
 
 from __future__ import annotations
@@ -42,6 +44,54 @@ class NllStats:
 
 
 ZERO = NllStats(0.0, 0, 0, 0)
+
+LOG_BASE = "e"  # NLL in nats; bits per byte divides by ln 2
+DEFINITIONS: dict[str, str] = {
+    "perplexity": "corpus, token-weighted: exp(sum NLL / scored tokens) over all examples",
+    "per_example_perplexity": "one example's own exp(nll_sum / tokens); reported separately, never averaged into the corpus value",
+    "bits_per_byte": "sum NLL / UTF-8 bytes / ln 2",
+    "word_perplexity": "exp(sum NLL / words), words split on whitespace",
+    "not_scorable": "an example with no scored token adds nothing to the sums and has no per-example value",
+    "log_base": LOG_BASE,
+}
+"""What each figure means, recorded with the protocol of every stored perplexity number."""
+
+
+@dataclass(frozen=True)
+class ExamplePerplexity:
+    """Per-sample perplexity of one example (not the corpus value), or why it has none."""
+
+    perplexity: float | None
+    tokens: int
+    not_scorable: str | None = None  # the reason when `perplexity` is None
+
+
+def not_scorable_reason(stats: NllStats) -> str | None:
+    """Why an example has no perplexity (None when it has scored tokens).
+
+    Example:
+        >>> not_scorable_reason(NllStats(0.0, 0, 0, 0))
+        'empty text: there is no token to score'
+    """
+    if stats.token_count > 0:
+        return None
+    if stats.byte_count == 0:
+        return "empty text: there is no token to score"
+    return "fewer than 2 tokens (after the BOS policy): the only token has no context to be predicted from"
+
+
+def example_perplexities(stats: Iterable[NllStats]) -> list[ExamplePerplexity]:
+    """Each example's own perplexity, labelled as such; not scorable examples carry the reason.
+
+    Example:
+        >>> [e.perplexity for e in example_perplexities([NllStats(2 * math.log(3), 2, 4, 1), ZERO])]
+        [3.0000000000000004, None]
+    """
+    out = []
+    for s in stats:
+        reason = not_scorable_reason(s)
+        out.append(ExamplePerplexity(None if reason else math.exp(s.nll_sum / s.token_count), s.token_count, reason))
+    return out
 
 
 def count_words(text: str) -> int:

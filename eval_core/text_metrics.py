@@ -6,10 +6,14 @@ that defines the metric, and every value is derived from them:
   corpus value is sacrebleu's score of the summed statistics (what `corpus_score` returns), the
   per-example value is sacrebleu's sentence score (BLEU with `effective_order=True`, as
   `sacrebleu.sentence_bleu`; chrF as `sacrebleu.sentence_chrf`). Scores are on sacrebleu's 0-100 scale.
-- `rouge1`, `rouge2`, `rougeL`, `rougeLsum`: `rouge_score.RougeScorer(use_stemmer=True)` per example,
-  (precision, recall, F1) kept; the value is F1 on rouge-score's 0-1 scale and the corpus value is
-  the mean F1. `rougeLsum` splits summaries into sentences on newlines ("\\n"), as rouge-score
-  does; text without newlines is one sentence, so it equals `rougeL` there.
+- `rouge1`, `rouge2`, `rougeL`, `rougeLsum`: `rouge_score.RougeScorer` per example, (precision,
+  recall, F1) kept; the value is F1 on rouge-score's 0-1 scale and the corpus value is the mean F1.
+  `rougeLsum` splits summaries into sentences on newlines ("\\n"), as rouge-score does; text
+  without newlines is one sentence, so it equals `rougeL` there. Tokenizer (recorded): `"unicode"`
+  (default) is rouge-score's made Unicode-aware, since rouge-score's keeps only [a-z0-9] and scores
+  identical Chinese or Russian text 0 (huggingface/evaluate#256): NFC, lowercase, anything but
+  letters/digits/marks separates, each Han/kana character is a token, the Porter stemmer stems ASCII
+  tokens longer than 3; on ASCII text its tokens are exactly rouge-score's. `"rouge-score"`: unchanged.
 - `exact_match`: 1.0 when prediction and reference are equal after `normalize_answer` (Unicode NFKC,
   case folding, punctuation removed, English articles a/an/the removed, whitespace collapsed: the
   SQuAD normalisation, made Unicode-aware), else 0.0; the corpus value is the mean.
@@ -36,7 +40,7 @@ from functools import lru_cache
 
 from eval_core.errors import EvalCoreError
 
-TEXT_METRICS_PROTOCOL_VERSION = 1
+TEXT_METRICS_PROTOCOL_VERSION = 2  # 2: ROUGE tokenizer recorded; Unicode-aware by default
 ALL_METRICS: tuple[str, ...] = ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match")
 ROUGE_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 SACREBLEU_METRICS = ("bleu", "chrf")
@@ -53,6 +57,8 @@ PROPORTION_METRICS: tuple[str, ...] = ("exact_match", *PROBE_OUTCOMES)
 """Per-example 0/1 outcomes whose first statistic is that outcome: the corpus value is its mean (the
 probe metrics are computed by eval_core.probe_scoring and stored beside the text metrics)."""
 
+ROUGE_TOKENIZERS: tuple[str, ...] = ("unicode", "rouge-score")  # see the module docstring
+
 PARALLEL_MIN_PAIRS = 400
 """Below this many pairs, worker start-up costs more than it saves."""
 
@@ -65,6 +71,7 @@ class TextMetricConfig:
     bleu_tokenize: str = "13a"
     lowercase: bool = False
     rouge_stemmer: bool = True
+    rouge_tokenizer: str = "unicode"
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.metrics if m not in ALL_METRICS]
@@ -79,6 +86,9 @@ class TextMetricConfig:
         if self.bleu_tokenize not in BLEU_TOKENIZERS:
             raise EvalCoreError(f"BLEU tokenizer '{self.bleu_tokenize}' is not available here (offline, no extra "
                                 f"packages); use one of {', '.join(BLEU_TOKENIZERS)}", field="bleu_tokenize")
+        if self.rouge_tokenizer not in ROUGE_TOKENIZERS:
+            raise EvalCoreError(f"ROUGE tokenizer '{self.rouge_tokenizer}' is unknown; use one of "
+                                f"{', '.join(ROUGE_TOKENIZERS)}", field="rouge_tokenizer")
 
     def to_dict(self) -> dict:
         return {"protocol_version": TEXT_METRICS_PROTOCOL_VERSION, **asdict(self), "metrics": list(self.metrics)}
@@ -140,6 +150,48 @@ class _MemoStemmer:
         self.stem = lru_cache(maxsize=200_000)(stemmer.stem)
 
 
+class _SeparatorsToSpace(dict):
+    """A `str.translate` table: characters that are not letters, digits or marks become a space, and
+    each Han or kana character is set apart by spaces (filled on first sight, like _PunctuationToSpace)."""
+
+    def __missing__(self, code: int) -> int | str:
+        ch = chr(code)
+        if (0x3040 <= code <= 0x30FF or 0x3400 <= code <= 0x4DBF or 0x4E00 <= code <= 0x9FFF
+                or 0xF900 <= code <= 0xFAFF or 0x20000 <= code <= 0x3134F):
+            value: int | str = f" {ch} "
+        else:
+            value = code if unicodedata.category(ch)[0] in "LNM" else 32
+        self[code] = value
+        return value
+
+
+_SEPARATORS_TO_SPACE = _SeparatorsToSpace()
+
+
+class UnicodeRougeTokenizer:
+    """rouge-score's tokenizer for every script (module docstring); pass it to `RougeScorer(tokenizer=...)`.
+
+    Example:
+        >>> UnicodeRougeTokenizer(use_stemmer=True).tokenize("Running cats, 東京 и Москва!")
+        ['run', 'cat', '東', '京', 'и', 'москва']
+    """
+
+    name = "unicode-v1"
+
+    def __init__(self, use_stemmer: bool = False) -> None:
+        from nltk.stem import porter
+
+        self._stemmer = porter.PorterStemmer() if use_stemmer else None  # rouge-score's stemmer
+
+    def tokenize(self, text: str) -> list[str]:
+        text = unicodedata.normalize("NFC", text).lower().translate(_SEPARATORS_TO_SPACE)
+        tokens = text.split()
+        if self._stemmer is not None:
+            # rouge-score stems tokens longer than 3 characters; Porter is only right for English words.
+            tokens = [self._stemmer.stem(t) if len(t) > 3 and t.isascii() else t for t in tokens]
+        return [t for t in tokens if t]
+
+
 @lru_cache(maxsize=8)
 def _sacrebleu_metric(name: str, tokenize: str, lowercase: bool, sentence: bool = False):
     from sacrebleu.metrics import BLEU, CHRF
@@ -150,10 +202,11 @@ def _sacrebleu_metric(name: str, tokenize: str, lowercase: bool, sentence: bool 
 
 
 @lru_cache(maxsize=4)
-def _rouge_scorer(types: tuple[str, ...], stemmer: bool):
+def _rouge_scorer(types: tuple[str, ...], stemmer: bool, tokenizer_name: str = "unicode"):
     from rouge_score import rouge_scorer
 
-    scorer = rouge_scorer.RougeScorer(list(types), use_stemmer=stemmer)
+    custom = UnicodeRougeTokenizer(stemmer) if tokenizer_name == "unicode" else None
+    scorer = rouge_scorer.RougeScorer(list(types), use_stemmer=stemmer, tokenizer=custom)
     tokenizer = getattr(scorer, "_tokenizer", None)
     if stemmer and getattr(tokenizer, "_stemmer", None) is not None:
         tokenizer._stemmer = _MemoStemmer(tokenizer._stemmer)  # golden tests prove the scores unchanged
@@ -186,14 +239,15 @@ def _score_chunk(args: tuple) -> list[PairScores]:
             ps.values[name] = float(sentence._compute_score_from_stats(s).score)
     rouge_types = tuple(m for m in ROUGE_METRICS if m in config.metrics)
     if rouge_types:
-        scorer = _rouge_scorer(rouge_types, config.rouge_stemmer)
+        scorer = _rouge_scorer(rouge_types, config.rouge_stemmer, config.rouge_tokenizer)
         # rougeLsum of one-line texts is rougeL: one sentence each side, so the union LCS is the LCS
         # and its hits are the LCS length (golden tests check it against a fresh scorer). Scoring
         # those pairs as rougeL skips a second tokenisation and a second LCS table.
         one_line = None
         if "rougeLsum" in rouge_types:
             one_line = _rouge_scorer(tuple(m for m in ROUGE_METRICS if m in rouge_types and m != "rougeLsum")
-                                     + (("rougeL",) if "rougeL" not in rouge_types else ()), config.rouge_stemmer)
+                                     + (("rougeL",) if "rougeL" not in rouge_types else ()), config.rouge_stemmer,
+                                     config.rouge_tokenizer)
         for ps, p, r in zip(out, predictions, references, strict=True):
             if one_line is not None and "\n" not in p and "\n" not in r:
                 scores = one_line.score(r, p)
@@ -326,8 +380,19 @@ def signature(metric: str, config: TextMetricConfig = TextMetricConfig()) -> str
         from importlib.metadata import version
 
         split = "|lsum-split:newline" if metric == "rougeLsum" else ""
+        tok = UnicodeRougeTokenizer.name if config.rouge_tokenizer == "unicode" else "rouge-score-default"
         return (f"rouge-score:{version('rouge-score')}|type:{metric}|stemmer:{'porter' if config.rouge_stemmer else 'no'}"
-                f"|value:f1-mean{split}")
+                f"|tok:{tok}|value:f1-mean{split}")
     if metric == "exact_match":
         return "exact_match|norm:nfkc+casefold+punct+articles+ws|v1"
     raise EvalCoreError(f"unknown text metric '{metric}'")
+
+
+def example_signature(metric: str, config: TextMetricConfig = TextMetricConfig()) -> str:
+    """How each example's own value was computed: BLEU/chrF per example are sacrebleu's smoothed
+    sentence scores (effective order: a short exact match is 100, not 0), not the corpus value."""
+    if metric in SACREBLEU_METRICS:
+        m = _sacrebleu_metric(metric, config.bleu_tokenize, config.lowercase, sentence=True)
+        m._extract_corpus_statistics(["x"], [["x"]])
+        return "sentence-level (smoothed; not the corpus value)|" + m.get_signature().format()
+    return "per-example|" + signature(metric, config)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from eval_core.generation import GenerationConfig
 from eval_core.heldout_sets import HeldoutSet
 from eval_core.results_store import ResultsStore
-from eval_core.text_metrics import TextMetricConfig, score_pairs, signature
+from eval_core.text_metrics import TextMetricConfig, example_signature, score_pairs, signature
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,9 @@ class TextScoreConfig:
     text: TextMetricConfig = TextMetricConfig()
 
     def to_dict(self) -> dict:
-        return {"metric": self.metric, "signature": signature(self.metric, self.text), "text_metrics": self.text.to_dict(),
+        # The corpus value's signature, and the per-example values' own (sentence BLEU is smoothed).
+        return {"metric": self.metric, "signature": signature(self.metric, self.text),
+                "example_signature": example_signature(self.metric, self.text), "text_metrics": self.text.to_dict(),
                 "generation_config_hash": self.generation.config_hash(), "generation": self.generation.to_dict()}
 
     def config_hash(self) -> str:

@@ -62,6 +62,8 @@ if report is None or not any(c.retention for c in report.checkpoints):
     st.code(HOW_TO.format(root=root), language="bash")
     st.stop()
 
+for warning in report.warnings:  # before any number: these checkpoints are not comparable with the base
+    st.error(plain(warning))
 rec = report.recommendation
 if rec.checkpoint:
     st.success(plain(f"Recommended: {rec.reason}"))
@@ -96,7 +98,7 @@ st.dataframe([
         if any(v2 is not None for c2 in report.checkpoints for f2, v2 in c2.family_retention.items() if f2 == fam)},
      **{k: next((_pct(r.retention) + ("" if r.low is None else f" [{_pct(r.low)}, {_pct(r.high)}]")
                  + ("" if r.informative else " (chance)") for r in c.retention if r.kind == k), "-") for k in kinds},
-     "recommended": c.label == rec.checkpoint}
+     "recommended": c.label == rec.checkpoint, "blocked": c.blocked or ""}
     for c in report.checkpoints], hide_index=True)
 undefined = [f"{c.label} {r.kind}{' · ' + r.category if r.category else ''}: {r.undefined_reason}"
              for c in report.checkpoints for r in (*c.retention, *c.by_category) if r.retention is None]

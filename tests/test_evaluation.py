@@ -138,7 +138,7 @@ def test_database_url_from_environment(ws, tmp_path, monkeypatch):
 def test_a_file_that_is_not_a_database_is_a_clear_error(ws):
     (ws / ".ftlens").mkdir(exist_ok=True)
     (ws / ".ftlens" / "results.sqlite").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(EvalCoreError, match="cannot be used"):
+    with pytest.raises(EvalCoreError, match="cannot be used|not a SQLite database"):
         evaluate_workspace(ws, checkpoint_names=["base"], dataset_names=["general_text"])
 
 

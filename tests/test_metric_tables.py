@@ -203,3 +203,26 @@ def test_newest_row_per_example_wins_everywhere():
     assert newest_per_example([edited, old]) == [edited]
     assert len(newest_per_example([old, edited, other_config])) == 2  # one per configuration
     assert newest_per_example([old, edited, other_config], by_config=False) == [other_config]
+
+
+def test_an_example_edited_since_the_evaluation_shows_no_stale_output_or_score(evaluated_demo, tmp_path):
+    """The text of an example changed after `evaluate` (same id): its old output and scores are not
+    shown beside the new text; the other examples are unchanged."""
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(evaluated_demo, ws)
+    path = ws / "heldout" / "support_test.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    row = json.loads(lines[0])
+    row["prompt"] = "A question nobody evaluated yet?"
+    lines[0] = json.dumps(row)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (before,) = load_dataset_results(evaluated_demo)
+    (after,) = load_dataset_results(ws)
+    edited = str(row["id"])
+    assert after.examples[edited].prompt == "A question nobody evaluated yet?"
+    for b, a in zip(before.checkpoints, after.checkpoints, strict=True):
+        assert edited in b.outputs and edited not in a.outputs
+        assert all(edited not in per_example for per_example in a.scores.values())
+        assert {k: v for k, v in b.outputs.items() if k != edited} == a.outputs

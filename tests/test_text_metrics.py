@@ -3,7 +3,9 @@
 Every expected value below is computed in the test by the library that defines the metric, called
 the way its documentation shows: `sacrebleu.sentence_bleu` / `sentence_chrf` / `corpus_bleu` /
 `corpus_chrf`, and a *fresh* `rouge_scorer.RougeScorer(..., use_stemmer=True)` (without the memoised
-stemmer eval_core installs in its own scorers). Exact match has no reference library; its rows give
+stemmer eval_core installs in its own scorers), given eval_core's Unicode-aware tokenizer (the default;
+on ASCII text its tokens are rouge-score's own, which a property test below checks) or, for
+`rouge_tokenizer="rouge-score"`, rouge-score's default tokenizer. Exact match has no reference library; its rows give
 the expected value by hand from the normalisation documented in eval_core/text_metrics.py.
 """
 
@@ -27,6 +29,7 @@ from eval_core.text_metrics import (
     ROUGE_METRICS,
     PairScores,
     TextMetricConfig,
+    UnicodeRougeTokenizer,
     corpus_value,
     corpus_values_of_resamples,
     normalize_answer,
@@ -70,8 +73,9 @@ PREDICTIONS = [c[1] for c in CASES]
 REFERENCES = [c[2] for c in CASES]
 
 
-def fresh_rouge(types=ROUGE_METRICS, stemmer: bool = True) -> rouge_scorer.RougeScorer:
-    scorer = rouge_scorer.RougeScorer(list(types), use_stemmer=stemmer)
+def fresh_rouge(types=ROUGE_METRICS, stemmer: bool = True, tokenizer: str = "unicode") -> rouge_scorer.RougeScorer:
+    custom = UnicodeRougeTokenizer(stemmer) if tokenizer == "unicode" else None
+    scorer = rouge_scorer.RougeScorer(list(types), use_stemmer=stemmer, tokenizer=custom)
     assert type(getattr(scorer._tokenizer, "_stemmer", None)).__name__ != "_MemoStemmer"
     return scorer
 
@@ -92,6 +96,26 @@ def test_per_example_values_equal_the_reference_libraries(scores, i):
     for m in ROUGE_METRICS:
         assert got[m] == expected[m].fmeasure, m
         assert scores[i].stats[m] == (expected[m].precision, expected[m].recall, expected[m].fmeasure), m
+
+
+def test_rouge_score_tokenizer_option_equals_rouge_score_unchanged():
+    got = score_pairs(PREDICTIONS, REFERENCES, TextMetricConfig(metrics=ROUGE_METRICS, rouge_tokenizer="rouge-score"), workers=1)
+    scorer = fresh_rouge(tokenizer="rouge-score")
+    for g, p, r in zip(got, PREDICTIONS, REFERENCES, strict=True):
+        expected = scorer.score(r, p)
+        assert {m: g.values[m] for m in ROUGE_METRICS} == {m: expected[m].fmeasure for m in ROUGE_METRICS}
+    assert "tok:rouge-score-default" in signature("rougeL", TextMetricConfig(rouge_tokenizer="rouge-score"))
+    assert TextMetricConfig().config_hash() != TextMetricConfig(rouge_tokenizer="rouge-score").config_hash()
+    with pytest.raises(EvalCoreError, match="use one of unicode, rouge-score"):
+        TextMetricConfig(rouge_tokenizer="whitespace")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=60), st.booleans())
+def test_unicode_rouge_tokens_are_rouge_scores_on_ascii_text(text, stemmer):
+    from rouge_score.tokenizers import DefaultTokenizer
+
+    assert UnicodeRougeTokenizer(stemmer).tokenize(text) == DefaultTokenizer(stemmer).tokenize(text)
 
 
 def test_rouge_lsum_splits_on_newlines_only():
