@@ -314,3 +314,81 @@ def test_ack_log_reader_ignores_a_torn_last_line(tmp_path):
     p.write_text("t1\tleft\nt2\ttie\nt3\tri", encoding="utf-8")
     assert _acked(p) == {"t1": "left", "t2": "tie"}
     assert json.dumps(_acked(tmp_path / "none.ack")) == "{}"
+
+
+def test_case_24_sigkill_of_the_streamlit_server_mid_rating_loses_no_acknowledged_rating(quick_demo, tmp_path):
+    """The real app in a real browser: alice rates, each rating acknowledged by the page ("Saved."),
+    then the Streamlit server is killed with SIGKILL while her next submit is in flight. Every
+    acknowledged rating is stored once with its verdict, integrity_check passes, and after a restart
+    the page counts exactly the stored ratings and lets her go on."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.browser.test_smoke import ARGS, CHROMIUM, _rate_one, free_port, wait_idle
+
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (bash scripts/install.sh --test does)"
+    ws = tmp_path / "ws"
+    shutil.copytree(quick_demo, ws, ignore=shutil.ignore_patterns("optimizer.pt", "events.out.*"))
+    db = ws / ".ftlens" / "results.sqlite"
+
+    def serve() -> tuple[subprocess.Popen, str]:
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true", f"--server.port={port}",
+             "--server.fileWatcherType=none", "--", "--workspace", str(ws)],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return proc, f"http://127.0.0.1:{port}"
+
+    def open_rate_page(browser, url: str):  # noqa: ANN001, ANN202
+        import urllib.request
+
+        end = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                assert time.monotonic() < end, "streamlit did not start"
+                time.sleep(0.2)
+        page = browser.new_context().new_page()
+        page.goto(url)
+        wait_idle(page)
+        page.get_by_role("link", name="Rate outputs").click()
+        expect(page.get_by_role("heading", name="Rate outputs")).to_be_visible(timeout=60_000)
+        wait_idle(page)
+        page.get_by_role("combobox", name="Your name").click()
+        page.get_by_role("option", name="alice", exact=True).click()
+        wait_idle(page)
+        return page
+
+    verdicts = [("A is better", "left"), ("B is better", "right"), ("Tie", "tie"), ("A is better", "left")]
+    proc, url = serve()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            page = open_rate_page(browser, url)
+            expect(page.get_by_text("alice: 0 of 24 rated")).to_be_visible(timeout=30_000)
+            for label, _ in verdicts:  # each one acknowledged by the page before the next
+                _rate_one(page, label)
+            expect(page.get_by_text(f"alice: {len(verdicts)} of 24 rated")).to_be_visible()
+            form = page.locator('[data-testid="stForm"]')
+            form.get_by_text("B is better", exact=True).click()
+            form.get_by_role("button", name="Submit").click()  # in flight: not waited for
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(timeout=30) == -signal.SIGKILL
+            assert _integrity(db) == "ok"
+            with RatingStore(f"sqlite:///{db}") as store:
+                rows = [r for r in store.ratings_of("demo") if r["rater"] == "alice"]
+            assert len({r["item_id"] for r in rows}) == len(rows)  # none twice
+            assert [r["verdict"] for r in rows][: len(verdicts)] == [v for _, v in verdicts]  # every acknowledged one
+            assert len(verdicts) <= len(rows) <= len(verdicts) + 1  # plus, at most, the one in flight
+
+            proc, url = serve()  # restart: the page counts what is stored and rating goes on
+            page = open_rate_page(browser, url)
+            expect(page.get_by_text(f"alice: {len(rows)} of 24 rated")).to_be_visible(timeout=30_000)
+            _rate_one(page, "Tie")
+            expect(page.get_by_text(f"alice: {len(rows) + 1} of 24 rated")).to_be_visible()
+            browser.close()
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert _integrity(db) == "ok"
