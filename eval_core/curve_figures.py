@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from eval_core.curve_analysis import MetricSummary, smooth_tensorboard
+from eval_core.figure_text import literal_figure
 from eval_core.training_logs import CurvePoint, CurveTable
 
 XAxis = Literal["step", "epoch", "wall_time"]
@@ -176,4 +177,4 @@ def training_curves_figure(
                             "title": {"text": ", ".join(sorted(units)) or "checkpoint score"},
                             **({"tickformat": ".0%"} if all(o.percent for o in overlays) else {})}
     fig.update_layout(**layout)
-    return fig
+    return literal_figure(fig)  # names from files are shown as written, never as markup

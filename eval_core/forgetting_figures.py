@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from eval_core.figure_text import literal_figure
 from eval_core.forgetting import ForgettingReport, Retention
 
 
@@ -60,7 +61,7 @@ def retention_step_figure(report: ForgettingReport, kind: str, category: str | N
     fig.update_layout(xaxis_title="training step", yaxis={"title": "retention vs base", "tickformat": ".0%"},
                       yaxis2={"title": "domain gain", "overlaying": "y", "side": "right", "tickformat": "+.0%"},
                       legend={"orientation": "h"}, margin={"t": 30})
-    return fig
+    return literal_figure(fig)  # names from files are shown as written, never as markup
 
 
 def frontier_figure(report: ForgettingReport) -> go.Figure:
@@ -83,4 +84,4 @@ def frontier_figure(report: ForgettingReport) -> go.Figure:
                   annotation_text=f"threshold {report.threshold:.0%}")
     fig.update_layout(xaxis={"title": "general retention", "tickformat": ".0%"},
                       yaxis={"title": "domain gain", "tickformat": "+.0%"}, margin={"t": 30})
-    return fig
+    return literal_figure(fig)  # names from files are shown as written, never as markup

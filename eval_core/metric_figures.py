@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from eval_core.curve_figures import ScoreOverlay
+from eval_core.figure_text import literal_figure
 from eval_core.metric_ranking import direction_arrow, format_interval, format_value
 from eval_core.metric_tables import MetricRow
 
@@ -52,7 +53,7 @@ def metric_step_figure(rows: Sequence[MetricRow], *, base: MetricRow | None = No
         legend={"orientation": "h", "yanchor": "top", "y": -0.2},
         margin={"t": 60},
     )
-    return fig
+    return literal_figure(fig)  # names from files are shown as written, never as markup
 
 
 def score_overlays(rows: Sequence[MetricRow], runs: Sequence[str], name: str) -> list[ScoreOverlay]:

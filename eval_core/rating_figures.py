@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from eval_core.figure_text import literal_figure
+
 
 def ranking_figure(bt, title: str = "Bradley–Terry ranking (Elo scale, 95% bootstrap intervals)") -> go.Figure:  # noqa: ANN001
     """Horizontal points with error bars, one row per checkpoint, best first."""
@@ -23,7 +25,7 @@ def ranking_figure(bt, title: str = "Bradley–Terry ranking (Elo scale, 95% boo
                       "%{customdata[3]} judgments<extra></extra>"))
     fig.update_layout(title={"text": title}, xaxis_title="strength (Elo scale)", yaxis={"type": "category"},
                       height=max(260, 70 * len(rows) + 120), margin={"t": 50})
-    return fig
+    return literal_figure(fig)  # names from files are shown as written, never as markup
 
 
 def win_matrix_figure(summary) -> go.Figure:  # noqa: ANN001
@@ -40,4 +42,4 @@ def win_matrix_figure(summary) -> go.Figure:  # noqa: ANN001
                                hovertemplate="%{y} vs %{x}: %{z:.1%}<extra></extra>"))
     fig.update_layout(title={"text": "Win rate of row vs column (ties count half)"}, xaxis_title="opponent",
                       yaxis={"title": "checkpoint", "autorange": "reversed"}, margin={"t": 50})
-    return fig
+    return literal_figure(fig)  # names from files are shown as written, never as markup

@@ -14,6 +14,8 @@ import re
 
 import pandas as pd
 
+from eval_core.figure_text import chart_text  # noqa: F401 - pages drawing their own charts use it
+
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|<>~$&])")
 # Block markers only count at the start of a line: a list item ("- x", "1. x") or a setext heading
 # underline ("===", "---") would otherwise restructure the text.
@@ -44,12 +46,6 @@ def plain_frame(frame: pd.DataFrame) -> pd.DataFrame:
     out.columns = out.columns.map(esc)
     out.index.name = esc(frame.index.name)
     return out
-
-
-def chart_text(text: object) -> str:
-    """`text` for a Plotly title or label, where `<b>`, `<a href>` and `<span style>` are drawn as
-    markup: `&`, `<` and `>` become entities, which Plotly shows as the characters."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def problem_text(message: str, path: str | None, line: int | None, field: str | None) -> str:

@@ -25,7 +25,7 @@ from eval_core.rating_campaigns import DEFAULT_RUBRIC
 from eval_core.rating_exchange import export_text, import_judgments, summary_json
 from eval_core.rating_figures import ranking_figure, win_matrix_figure
 from pages import _cached
-from pages._render import chart_text, plain, problem_text
+from pages._render import plain, problem_text
 from pages._session import page_workspace
 
 
@@ -169,7 +169,7 @@ if summary.cohen_kappa:
 if summary.by_category:
     st.subheader("By category")
     cat = st.selectbox("Category", sorted(summary.by_category), key="results_category")
-    st.plotly_chart(ranking_figure(summary.by_category[cat], title=f"Ranking in {chart_text(cat)}"), key="results_cat_ranking",
+    st.plotly_chart(ranking_figure(summary.by_category[cat], title=f"Ranking in {cat}"), key="results_cat_ranking",
                     width="stretch")
 if summary.likert:
     st.subheader("Rubric scores")

@@ -600,3 +600,34 @@ def test_case_20_csv_cells_never_start_a_formula(export, hostile_ws, report, tmp
     assert formula in "\n".join(texts.values()), "no formula reached the file: the test would prove nothing"
     live = {name: cells for name, text in texts.items() if (cells := _live_formulas(text))}
     assert live == {}, live
+
+
+def test_case_14_every_figure_builder_shows_names_literally():
+    """Plotly draws <b>, <a href> and <span style> in labels: every eval_core figure builder returns
+    through `literal_figure`, which escapes names in traces, categories, texts, titles and notes."""
+    import plotly.graph_objects as go
+
+    from eval_core.figure_text import literal_figure
+
+    hostile = '<a href="https://evil.example">run</a> & <b>x</b>'
+    shown = "&lt;a href=\"https://evil.example\"&gt;run&lt;/a&gt; &amp; &lt;b&gt;x&lt;/b&gt;"
+    fig = go.Figure(go.Bar(x=[hostile, "ok"], y=[1, 2], name=hostile, text=[hostile, "ok"], customdata=[[hostile], ["ok"]],
+                           hovertemplate="%{x}<br>%{y}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=[1, 2], y=[3, 4], name="plain"))
+    fig.update_layout(title={"text": hostile}, xaxis={"title": {"text": hostile}}, yaxis2={"title": {"text": hostile}})
+    fig.add_annotation(x=1, y=1, text=hostile)
+    out = json.loads(literal_figure(fig).to_json())
+    bar, line = out["data"]
+    assert bar["x"] == [shown, "ok"] and bar["name"] == bar["text"][0] == bar["customdata"][0][0] == shown
+    assert bar["hovertemplate"] == "%{x}<br>%{y}<extra></extra>"  # our own markup stays
+    assert line["x"] == [1, 2] and line["name"] == "plain"  # numbers and plain names untouched
+    layout = out["layout"]
+    assert layout["title"]["text"] == layout["xaxis"]["title"]["text"] == layout["yaxis2"]["title"]["text"] == shown
+    assert layout["annotations"][0]["text"] == shown
+    # Every figure builder returns through it.
+    for path in sorted((REPO / "eval_core").glob("*_figures.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and node.name.endswith("_figure") and not node.name.startswith("_"):
+                returns = [r for r in ast.walk(node) if isinstance(r, ast.Return)]
+                assert returns and all(isinstance(r.value, ast.Call) and getattr(r.value.func, "id", "") == "literal_figure"
+                                       for r in returns), f"{path.name}:{node.name}"
