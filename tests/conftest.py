@@ -153,3 +153,21 @@ def postgres_url():
     finally:
         subprocess.run([*as_pg, f"{pg}/pg_ctl", "-D", f"{data}/db", "-m", "fast", "-w", "stop"], capture_output=True)
         shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_postgres_db(postgres_url):
+    """The URL of a new, empty database on the session's PostgreSQL server: for tests that read
+    everything in the store (reports, summaries), which other tests' rows would otherwise slow down."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"ftl_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    finally:
+        admin.dispose()
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"

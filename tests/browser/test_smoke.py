@@ -214,6 +214,22 @@ def test_forgetting_page_from_the_overview_recommendation(forgetting_server, tmp
         ctx.close()
 
 
+def open_rate_page(browser, url: str, rater: str):  # noqa: ANN001, ANN201 - playwright Browser and Page
+    """A new browser session on the Rate outputs page, as `rater`."""
+    from playwright.sync_api import expect
+
+    page = browser.new_context().new_page()
+    page.goto(url)
+    wait_idle(page)
+    page.get_by_role("link", name="Rate outputs").click()
+    expect(page.get_by_role("heading", name="Rate outputs")).to_be_visible(timeout=60_000)
+    wait_idle(page)
+    page.get_by_role("combobox", name="Your name").click()
+    page.get_by_role("option", name=rater, exact=True).click()
+    wait_idle(page)
+    return page
+
+
 def _rate_one(page, verdict: str) -> None:
     from playwright.sync_api import expect
 
@@ -241,14 +257,7 @@ def test_two_raters_rate_at_once_blind_and_the_ranking_shows(quick_demo, tmp_pat
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
             pages = {}
             for rater in ("alice", "bob"):  # two browser contexts: two separate sessions, as two people
-                page = browser.new_context().new_page()
-                page.goto(url)
-                wait_idle(page)
-                page.get_by_role("link", name="Rate outputs").click()
-                expect(page.get_by_role("heading", name="Rate outputs")).to_be_visible(timeout=60_000)
-                wait_idle(page)
-                page.get_by_role("combobox", name="Your name").click()
-                page.get_by_role("option", name=rater, exact=True).click()
+                page = open_rate_page(browser, url, rater)
                 expect(page.get_by_text(f"{rater}: 0 of 24 rated")).to_be_visible(timeout=30_000)
                 wait_idle(page)
                 pages[rater] = page

@@ -323,7 +323,7 @@ def test_case_24_sigkill_of_the_streamlit_server_mid_rating_loses_no_acknowledge
     the page counts exactly the stored ratings and lets her go on."""
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.browser.test_smoke import ARGS, CHROMIUM, _rate_one, free_port, wait_idle
+    from tests.browser.test_smoke import ARGS, CHROMIUM, _rate_one, free_port, open_rate_page
 
     assert Path(CHROMIUM).exists(), "install Debian's chromium (bash scripts/install.sh --test does)"
     ws = tmp_path / "ws"
@@ -338,7 +338,7 @@ def test_case_24_sigkill_of_the_streamlit_server_mid_rating_loses_no_acknowledge
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return proc, f"http://127.0.0.1:{port}"
 
-    def open_rate_page(browser, url: str):  # noqa: ANN001, ANN202
+    def when_up_open_rate_page(browser, url: str):  # noqa: ANN001, ANN202
         import urllib.request
 
         end = time.monotonic() + 60
@@ -349,23 +349,14 @@ def test_case_24_sigkill_of_the_streamlit_server_mid_rating_loses_no_acknowledge
             except OSError:
                 assert time.monotonic() < end, "streamlit did not start"
                 time.sleep(0.2)
-        page = browser.new_context().new_page()
-        page.goto(url)
-        wait_idle(page)
-        page.get_by_role("link", name="Rate outputs").click()
-        expect(page.get_by_role("heading", name="Rate outputs")).to_be_visible(timeout=60_000)
-        wait_idle(page)
-        page.get_by_role("combobox", name="Your name").click()
-        page.get_by_role("option", name="alice", exact=True).click()
-        wait_idle(page)
-        return page
+        return open_rate_page(browser, url, "alice")
 
     verdicts = [("A is better", "left"), ("B is better", "right"), ("Tie", "tie"), ("A is better", "left")]
     proc, url = serve()
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-            page = open_rate_page(browser, url)
+            page = when_up_open_rate_page(browser, url)
             expect(page.get_by_text("alice: 0 of 24 rated")).to_be_visible(timeout=30_000)
             for label, _ in verdicts:  # each one acknowledged by the page before the next
                 _rate_one(page, label)
@@ -383,7 +374,7 @@ def test_case_24_sigkill_of_the_streamlit_server_mid_rating_loses_no_acknowledge
             assert len(verdicts) <= len(rows) <= len(verdicts) + 1  # plus, at most, the one in flight
 
             proc, url = serve()  # restart: the page counts what is stored and rating goes on
-            page = open_rate_page(browser, url)
+            page = when_up_open_rate_page(browser, url)
             expect(page.get_by_text(f"alice: {len(rows)} of 24 rated")).to_be_visible(timeout=30_000)
             _rate_one(page, "Tie")
             expect(page.get_by_text(f"alice: {len(rows) + 1} of 24 rated")).to_be_visible()

@@ -401,7 +401,7 @@ def test_case_18_database_password_never_shown(where, tmp_path, monkeypatch, cap
             assert not at.exception and at.error
             assert PASSWORD not in json.dumps([e.value for e in at.error] + [m.value for m in at.markdown])
     elif where == "exports":
-        pg = request.getfixturevalue("postgres_url")
+        pg = request.getfixturevalue("fresh_postgres_db")  # the report reads every campaign in the store
         with_password = pg.replace("postgres@", f"postgres:{PASSWORD}@")  # trust auth: accepted, unused
         monkeypatch.setenv(ENV_DATABASE_URL, with_password)
         ws = _evaluable_workspace(tmp_path, request.getfixturevalue("tiny_gpt2"))
