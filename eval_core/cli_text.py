@@ -161,6 +161,7 @@ def build_score_record(
     n_resamples: int,
     bleu_tokenize: str = "13a",
     lowercase: bool = False,
+    rouge_tokenizer: str = "unicode",
 ) -> dict:
     """The `ftlens.score` record (docs/score-schema.md) of predictions (and a baseline) against references."""
     from eval_core.significance import bootstrap_interval, paired_test
@@ -168,7 +169,8 @@ def build_score_record(
 
     if n_resamples < 1:
         raise EvalCoreError("--resamples must be at least 1 (1000 is the usual choice)", field="resamples")
-    config = TextMetricConfig(metrics=metrics, bleu_tokenize=bleu_tokenize, lowercase=lowercase)
+    config = TextMetricConfig(metrics=metrics, bleu_tokenize=bleu_tokenize, lowercase=lowercase,
+                              rouge_tokenizer=rouge_tokenizer)
     _check_counts(references, predictions, *([baseline] if baseline else []))
     scores = _score(predictions, references, config, "predictions")
     base_scores = _score(baseline, references, config, "baseline") if baseline else None
@@ -247,7 +249,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     references = read_texts(args.references, "references", args.reference_field)
     baseline = read_texts(args.baseline, "baseline", args.field) if args.baseline else None
     record = build_score_record(predictions, references, baseline, metrics, seed=args.seed,
-                                n_resamples=args.resamples, bleu_tokenize=args.tokenize, lowercase=args.lowercase)
+                                n_resamples=args.resamples, bleu_tokenize=args.tokenize, lowercase=args.lowercase,
+                                rouge_tokenizer=args.rouge_tokenizer)
     if args.format == "table":
         print(format_score_table(record))
     else:
@@ -258,7 +261,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 def add_text_commands(sub) -> None:  # noqa: ANN001 (argparse's private subparsers type)
     """Register `score` on the main parser's subparsers."""
     from eval_core.significance import DEFAULT_RESAMPLES, DEFAULT_SEED
-    from eval_core.text_metrics import BLEU_TOKENIZERS
+    from eval_core.text_metrics import BLEU_TOKENIZERS, ROUGE_TOKENIZERS
 
     score = sub.add_parser(
         "score", help="BLEU, chrF, ROUGE and exact match of predictions against references, with 95%% intervals",
@@ -283,5 +286,8 @@ def add_text_commands(sub) -> None:  # noqa: ANN001 (argparse's private subparse
                        help=f"bootstrap resamples (default {DEFAULT_RESAMPLES})")
     score.add_argument("--tokenize", default="13a", choices=BLEU_TOKENIZERS, help="sacrebleu's BLEU tokenizer (default 13a)")
     score.add_argument("--lowercase", action="store_true", help="case-insensitive BLEU and chrF")
+    score.add_argument("--rouge-tokenizer", default="unicode", choices=ROUGE_TOKENIZERS,
+                       help="unicode (default: rouge-score's tokenizer keeping every script; the same tokens on "
+                       "ASCII) or rouge-score (the library's own, which drops non-[a-z0-9] text)")
     score.add_argument("--format", choices=("json", "table"), default="json")
     score.set_defaults(func=_cmd_score)

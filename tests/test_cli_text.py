@@ -251,3 +251,17 @@ def test_a_txt_file_over_the_size_cap_is_refused_unread(tmp_path):
     ok = tmp_path / "ok.txt"
     ok.write_text("one\u2028still one\r\ntwo\n", encoding="utf-8")
     assert _read_inputs(ok, "text") == (["line-1", "line-2"], ["one\u2028still one", "two"])
+
+
+def test_rouge_tokenizer_option_is_applied_and_recorded(tmp_path, capsys):
+    """`--rouge-tokenizer rouge-score` gives the library's own (0 for identical Cyrillic); the default scores it 1."""
+    text = ["привет мир", "добрый день"]
+    p, r = write_txt(tmp_path / "p.txt", text), write_txt(tmp_path / "r.txt", text)
+    values = {}
+    for tok in ("unicode", "rouge-score"):
+        assert main(["score", "--predictions", str(p), "--references", str(r), "--metrics", "rougeL",
+                     "--resamples", "10", "--rouge-tokenizer", tok]) == 0
+        rec = json.loads(capsys.readouterr().out)
+        values[tok] = rec["metrics"]["rougeL"]["value"]
+        assert rec["config"]["rouge_tokenizer"] == tok
+    assert values == {"unicode": 1.0, "rouge-score": 0.0}
