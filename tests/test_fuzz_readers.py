@@ -89,3 +89,40 @@ def test_a_log_with_bad_bytes_names_file_and_line(tmp_path):
     with pytest.raises(EvalCoreError) as err:
         read_trainer_state(path, "run")
     assert (err.value.path, err.value.line) == (str(path), 2) and "not UTF-8" in err.value.message
+
+
+def _mutated(seed_bytes: bytes, data) -> bytes:  # noqa: ANN001 - hypothesis's data object
+    """A valid file with some bytes changed and maybe cut short: damage the parsers can get past."""
+    out = bytearray(seed_bytes)
+    for _ in range(data.draw(st.integers(0, 6))):
+        out[data.draw(st.integers(0, len(out) - 1))] = data.draw(st.integers(0, 255))
+    return bytes(out[: data.draw(st.integers(0, len(out)))])
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_tensorboard_reader(tmp_path_factory, data):
+    """Damaged event files (bytes changed, cut short) give points, warnings or our error."""
+    from eval_core.tensorboard_logs import read_tensorboard
+    from tests.reliability.test_reliability_inputs import event_file
+
+    folder = tmp_path_factory.mktemp("fuzz")
+    good = event_file(folder / "good", steps=6).read_bytes()
+    path = folder / "events.out.tfevents.1.host"
+    path.write_bytes(_mutated(good, data))
+    _survives(lambda: read_tensorboard(path, "run"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), kind=st.sampled_from(["generation", "text"]))
+def test_parquet_reader(tmp_path_factory, data, kind):
+    """Damaged Parquet files give rows or our error, never pyarrow's own exception."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path_factory.mktemp("fuzz")
+    pq.write_table(pa.Table.from_pylist([{"prompt": f"p{i}", "reference": f"r{i}", "text": f"t{i}"} for i in range(5)]),
+                   folder / "good.parquet")
+    path = folder / "set.parquet"
+    path.write_bytes(_mutated((folder / "good.parquet").read_bytes(), data))
+    _survives(lambda: read_heldout_set(path, kind=kind))
