@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from eval_core.cli_data import add_data_commands
 from eval_core.cli_forgetting import add_forgetting_commands
 from eval_core.cli_ratings import add_ratings_commands
 from eval_core.cli_report import add_report_commands
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_forgetting_commands(sub)
     add_ratings_commands(sub)
     add_report_commands(sub)
+    add_data_commands(sub)
     return parser
 
 

@@ -167,6 +167,7 @@ class WorkspaceSummary(Record):
     runs: tuple[RunRecord, ...]
     datasets: tuple[DatasetRecord, ...]
     problems: tuple[ProblemRecord, ...] = ()
+    training_sets: tuple[DatasetRecord, ...] = ()  # what the model was fine-tuned on (data diagnostics)
     app_version: str = ""
     schema: str = WORKSPACE_SCHEMA
     schema_version: int = WORKSPACE_SCHEMA_VERSION

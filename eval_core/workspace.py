@@ -206,6 +206,9 @@ def _checkpoints_of(
     return tuple(records)
 
 
+TRAINING_FOLDERS = ("train", "train_data", "training", "training_data")
+
+
 def discover_datasets(root: Path, skip: set[Path]) -> list[DatasetSpec]:
     """Data files outside runs and models, named by their stem (or relative path on a clash)."""
     files: list[Path] = []
@@ -224,6 +227,35 @@ def discover_datasets(root: Path, skip: set[Path]) -> list[DatasetSpec]:
         name = p.stem if stems.count(p.stem) == 1 else rel.rsplit(".", 1)[0]
         specs.append(DatasetSpec(name=name, path=rel))
     return specs
+
+
+def discover_training_sets(root: Path) -> list[DatasetSpec]:
+    """Data files under the workspace's training folders (`train/`, `train_data/`, `training/`,
+    `training_data/`): what the model was fine-tuned on, never scored as held-out sets."""
+    specs = []
+    for name in TRAINING_FOLDERS:
+        folder = root / name
+        if folder.is_dir() and not folder.is_symlink():
+            specs += [DatasetSpec(name=s.name, path=f"{name}/{s.path}") for s in discover_datasets(folder, set())]
+    return specs
+
+
+def _describe_all(root: Path, specs: list[DatasetSpec], cache: DigestCache,
+                  problems: list[ProblemRecord]) -> list[DatasetRecord]:
+    records = []
+    for spec in specs:
+        try:
+            record = describe_dataset(root, spec, cache)
+        except EvalCoreError as exc:
+            problems.append(_problem(exc))
+            continue
+        records.append(record)
+        for role, n in record.blank_values.items():
+            problems.append(ProblemRecord(
+                f"{n} of {record.rows} rows have an empty {role}; they are kept and scored as empty text. "
+                f"Fill them in or remove them if that is not intended", path=str(root / record.path), field=role,
+                severity="warning"))
+    return records
 
 
 def describe_dataset(root: Path, spec: DatasetSpec, cache: DigestCache) -> DatasetRecord:
@@ -319,23 +351,15 @@ def discover_workspace(root: Path | str) -> WorkspaceSummary:
             )
         )
 
-    skip |= {root / r.path for r in runs}
+    skip |= {root / r.path for r in runs} | {root / name for name in TRAINING_FOLDERS}
     dataset_specs = (
         list(config.datasets) if config.datasets is not None else discover_datasets(root, skip)
     )
-    datasets = []
-    for ds_spec in dataset_specs:
-        try:
-            record = describe_dataset(root, ds_spec, cache)
-        except EvalCoreError as exc:
-            problems.append(_problem(exc))
-            continue
-        datasets.append(record)
-        for role, n in record.blank_values.items():
-            problems.append(ProblemRecord(
-                f"{n} of {record.rows} rows have an empty {role}; they are kept and scored as empty text. "
-                f"Fill them in or remove them if that is not intended", path=str(root / record.path), field=role,
-                severity="warning"))
+    training_specs = (
+        list(config.training_sets) if config.training_sets is not None else discover_training_sets(root)
+    )
+    datasets = _describe_all(root, dataset_specs, cache, problems)
+    training_sets = _describe_all(root, training_specs, cache, problems)
     cache.save()
     return WorkspaceSummary(
         root=str(root),
@@ -344,6 +368,7 @@ def discover_workspace(root: Path | str) -> WorkspaceSummary:
         base_model=base_record,
         runs=tuple(runs),
         datasets=tuple(datasets),
+        training_sets=tuple(training_sets),
         problems=tuple(problems),
         app_version=__version__,
     )

@@ -39,7 +39,7 @@ from eval_core.heldout_sets import REQUIRED_ROLES, ROLE_ALIASES
 CONFIG_FILE_NAME = "ftlens.toml"
 CONFIG_SCHEMA_VERSION = 1
 
-_TOP_KEYS = ("schema_version", "name", "base_model", "runs", "datasets", "database")
+_TOP_KEYS = ("schema_version", "name", "base_model", "runs", "datasets", "training_sets", "database")
 _RUN_KEYS = ("name", "path")
 _DATASET_KEYS = ("name", "path", "kind", "columns")
 
@@ -75,6 +75,8 @@ class WorkspaceConfig:
     base_model: str | None = None
     runs: tuple[RunSpec, ...] | None = None
     datasets: tuple[DatasetSpec, ...] | None = None
+    # What the model was fine-tuned on, for the data diagnostics (contamination of the held-out sets).
+    training_sets: tuple[DatasetSpec, ...] | None = None
     database_url: str | None = None
 
 
@@ -264,40 +266,8 @@ def parse_workspace_config(path: Path) -> WorkspaceConfig:
         _unique(c, [r.name for r in runs_list], "runs")
         runs = tuple(runs_list)
 
-    datasets = None
-    if "datasets" in data:
-        if not isinstance(data["datasets"], list):
-            raise c.fail("'datasets' must be an array of tables ([[datasets]])", "datasets")
-        ds_list = []
-        for i, ds in enumerate(data["datasets"]):
-            where = f"datasets[{i}]."
-            if not isinstance(ds, dict):
-                raise c.fail("each dataset must be a table", f"datasets[{i}]", "datasets")
-            c.keys(ds, _DATASET_KEYS, where)
-            dpath = c.path_inside(c.string(ds, "path", where, required=True), f"{where}path")  # type: ignore[arg-type]
-            dname = c.string(ds, "name", where) or Path(dpath).stem
-            kind = c.string(ds, "kind", where)
-            if kind is not None and kind not in REQUIRED_ROLES:
-                raise c.fail(
-                    f"kind {kind!r} is not one of {sorted(REQUIRED_ROLES)}", f"{where}kind", kind
-                )
-            cols = ds.get("columns", {})
-            if not isinstance(cols, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in cols.items()
-            ):
-                raise c.fail("'columns' must map role names to column names", f"{where}columns", "columns")
-            for role in cols:
-                if role not in ROLE_ALIASES:
-                    raise c.fail(
-                        f"unknown role '{role}'.{_hint(role, tuple(ROLE_ALIASES))}",
-                        f"{where}columns.{role}",
-                        role,
-                    )
-            ds_list.append(
-                DatasetSpec(name=dname, path=dpath, kind=kind, columns=tuple(sorted(cols.items())))
-            )
-        _unique(c, [d.name for d in ds_list], "datasets")
-        datasets = tuple(ds_list)
+    datasets = _dataset_specs(c, data, "datasets")
+    training_sets = _dataset_specs(c, data, "training_sets")
 
     database_url = None
     if "database" in data:
@@ -313,6 +283,7 @@ def parse_workspace_config(path: Path) -> WorkspaceConfig:
         base_model=base,
         runs=runs,
         datasets=datasets,
+        training_sets=training_sets,
         database_url=database_url,
     )
 
@@ -323,3 +294,31 @@ def _unique(c: _Checker, names: list[str], table: str) -> None:
         if n in seen:
             raise c.fail(f"name {n!r} is used twice; names must be unique", f"{table}[{i}].name", n)
         seen.add(n)
+
+
+def _dataset_specs(c: _Checker, data: dict, table: str) -> tuple[DatasetSpec, ...] | None:
+    """The `[[datasets]]` or `[[training_sets]]` array (the same keys); None when absent (discover)."""
+    if table not in data:
+        return None
+    if not isinstance(data[table], list):
+        raise c.fail(f"'{table}' must be an array of tables ([[{table}]])", table)
+    specs = []
+    for i, ds in enumerate(data[table]):
+        where = f"{table}[{i}]."
+        if not isinstance(ds, dict):
+            raise c.fail(f"each {table.removesuffix('s').replace('_', ' ')} must be a table", f"{table}[{i}]", table)
+        c.keys(ds, _DATASET_KEYS, where)
+        dpath = c.path_inside(c.string(ds, "path", where, required=True), f"{where}path")  # type: ignore[arg-type]
+        dname = c.string(ds, "name", where) or Path(dpath).stem
+        kind = c.string(ds, "kind", where)
+        if kind is not None and kind not in REQUIRED_ROLES:
+            raise c.fail(f"kind {kind!r} is not one of {sorted(REQUIRED_ROLES)}", f"{where}kind", kind)
+        cols = ds.get("columns", {})
+        if not isinstance(cols, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in cols.items()):
+            raise c.fail("'columns' must map role names to column names", f"{where}columns", "columns")
+        for role in cols:
+            if role not in ROLE_ALIASES:
+                raise c.fail(f"unknown role '{role}'.{_hint(role, tuple(ROLE_ALIASES))}", f"{where}columns.{role}", role)
+        specs.append(DatasetSpec(name=dname, path=dpath, kind=kind, columns=tuple(sorted(cols.items()))))
+    _unique(c, [d.name for d in specs], table)
+    return tuple(specs)

@@ -140,6 +140,9 @@ def show_workspace(ws: WorkspaceSummary) -> None:
             hide_index=True,
             width="stretch",
         )
+        if ws.training_sets:  # what the model was fine-tuned on: read by the data diagnostics, never scored
+            st.caption(plain("Training sets (for `python -m eval_core data`): " + ", ".join(
+                f"{t.name} ({t.rows} rows, {t.path})" for t in ws.training_sets)))
         balance = [  # Plotly draws <b>, <a href>… in tick labels and facet titles: names are escaped
             {"dataset": chart_text(d.name), "category": chart_text(cat), "rows": n}
             for d in ws.datasets

@@ -44,7 +44,9 @@ def test_discovery_without_a_config_finds_the_same_things(demo_copy):
     assert [c.fingerprint for c in found.checkpoints] == [c.fingerprint for c in configured.checkpoints]
     assert found.runs[0].name == "support-ft"
     names = {d.name for d in found.datasets}
-    assert {"support_test", "general_text", "general_knowledge", "support_train"} <= names
+    assert {"support_test", "general_text", "general_knowledge"} <= names and "support_train" not in names
+    # The fine-tuning data under train_data/ is a training set (data diagnostics), not a held-out set.
+    assert [d.name for d in found.training_sets] == [d.name for d in configured.training_sets] == ["support_train"]
     assert {d.name: d.kind for d in found.datasets}["general_knowledge"] == "probe"
 
 

@@ -58,6 +58,9 @@ def test_workspace_from_environment_shows_runs_checkpoints_and_datasets(app, mon
         assert name in text
     datasets = at.dataframe[0].value
     assert list(datasets["name"]) == ["support_test", "general_text", "general_knowledge"]
+    from pages._render import plain
+
+    assert any("Training sets" in c.value and plain("support_train (") in c.value for c in at.caption), [c.value for c in at.caption]
     (chart,) = at.get("plotly_chart")
     spec = json.loads(chart.proto.spec)
     assert "Category balance" in spec["layout"]["title"]["text"]
