@@ -232,3 +232,39 @@ def test_a_verbatim_copy_of_a_training_item_is_always_flagged(train, pick, extra
     found = find_ngram_overlap([f"t{i}" for i in range(len(texts))], texts, ["h", "other"], [copy, " ".join(extra)])
     assert "h" in [o.heldout_id for o in found]
     assert next(o for o in found if o.heldout_id == "h").share == 1.0
+
+
+def _reference_overlap(train: list[str], heldout: list[str], n: int) -> dict[str, tuple[int, int, str]]:
+    """An independent reference: lm-evaluation-harness's Janitor normalisation written out, n-gram
+    tuples (no hashing), a set intersection per held-out item; a text shorter than n is one gram."""
+    import string as _string
+
+    table = str.maketrans(_string.ascii_uppercase, _string.ascii_lowercase, _string.punctuation)
+
+    def grams(text: str) -> set[tuple[str, ...]]:
+        words = text.translate(table).split()
+        if not words:
+            return set()
+        return {tuple(words)} if len(words) < n else {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+    train_grams = [(f"t{i}", grams(t)) for i, t in enumerate(train)]
+    out = {}
+    for j, text in enumerate(heldout):
+        mine = grams(text)
+        found = {g for _, tg in train_grams for g in mine & tg}
+        if found:
+            first = min(tid for tid, tg in train_grams if mine & tg)
+            out[f"h{j}"] = (len(found), len(mine), first)
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(train=st.lists(st.lists(st.sampled_from(["Order", "ships", "today,", "the", "LAMP", "is", "late!", "refund"]),
+                               max_size=9).map(" ".join), min_size=1, max_size=6),
+       heldout=st.lists(st.lists(st.sampled_from(["order", "Ships", "today", "the", "lamp", "is", "late", "why?"]),
+                                 max_size=9).map(" ".join), min_size=1, max_size=6),
+       n=st.integers(1, 4))
+def test_ngram_overlap_equals_an_independent_reference(train, heldout, n):
+    """Every contaminated id, count of found and total n-grams, and example training id equal the reference's."""
+    got = find_ngram_overlap([f"t{i}" for i in range(len(train))], train, [f"h{j}" for j in range(len(heldout))], heldout, n=n)
+    assert {o.heldout_id: (o.ngrams_found, o.ngrams_total, o.train_id) for o in got} == _reference_overlap(train, heldout, n)
