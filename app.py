@@ -46,6 +46,7 @@ _stop_pages_folder_emulation()
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon="🏠", url_path="home", default=True),
     st.Page("pages/training_curves.py", title="Training curves", icon="📈", url_path="curves"),
+    st.Page("pages/data.py", title="Data", icon="🧮", url_path="data-checks"),
     st.Page("pages/metrics.py", title="Metrics", icon="📊", url_path="scores"),
     st.Page("pages/forgetting.py", title="Forgetting", icon="🧠", url_path="retention"),
     st.Page("pages/rating.py", title="Rate outputs", icon="⚖️", url_path="rate"),

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -267,9 +267,12 @@ def negative_shares(ts: TextSet, set_name: SetName) -> tuple[NegativeShare, ...]
     return tuple(out)
 
 
-def diagnose_data(train: TextSet, heldout: TextSet, config: DiagnosticsConfig = DiagnosticsConfig()
-                  ) -> DataDiagnostics:
+def diagnose_data(train: TextSet, heldout: TextSet, config: DiagnosticsConfig = DiagnosticsConfig(),
+                  progress: Callable[[float, str], None] | None = None) -> DataDiagnostics:
     """All data diagnostics of a training set and a held-out set.
+
+    `progress(fraction, step)` is called before each step (contamination, then duplicates within
+    each set: the slow parts on large sets).
 
     Example:
         >>> tr = TextSet(["t1", "t2"], ["How do I reset my password?", "Where is my order?"])
@@ -279,6 +282,18 @@ def diagnose_data(train: TextSet, heldout: TextSet, config: DiagnosticsConfig = 
         (('h1',), 'ftlens.data')
     """
     cc = config.contamination
+
+    def step(fraction: float, what: str) -> None:
+        if progress is not None:
+            progress(fraction, what)
+
+    step(0.0, "contamination")
+    contamination = check_contamination(train.ids, train.texts, heldout.ids, heldout.texts, cc)
+    step(0.45, "duplicates within the training set")
+    train_duplicates = duplicate_groups(train.ids, train.texts, cc)
+    step(0.85, "duplicates within the held-out set")
+    heldout_duplicates = duplicate_groups(heldout.ids, heldout.texts, cc)
+    step(0.95, "balance, lengths, diversity")
     balance, gaps = category_balance(train, heldout, config.rare_share)
     diversity = []
     for name, ts in (("train", train), ("heldout", heldout)):
@@ -288,9 +303,9 @@ def diagnose_data(train: TextSet, heldout: TextSet, config: DiagnosticsConfig = 
     return DataDiagnostics(
         train_rows=len(train.ids),
         heldout_rows=len(heldout.ids),
-        contamination=check_contamination(train.ids, train.texts, heldout.ids, heldout.texts, cc),
-        train_duplicates=duplicate_groups(train.ids, train.texts, cc),
-        heldout_duplicates=duplicate_groups(heldout.ids, heldout.texts, cc),
+        contamination=contamination,
+        train_duplicates=train_duplicates,
+        heldout_duplicates=heldout_duplicates,
         balance=balance,
         coverage_gaps=gaps,
         lengths=set_lengths(train, "train") + set_lengths(heldout, "heldout"),

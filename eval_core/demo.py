@@ -5,8 +5,10 @@ Stages (each resumable: a finished stage leaves a marker and is skipped next tim
    documentation text plus the project's general-knowledge corpus), with a chat template.
 2. `base_model`: a GPT-2-style model (~1.5M parameters) pretrained on that text with
    `transformers.Trainer`, saved with `save_pretrained` (safetensors).
-3. `heldout`: held-out sets: the support test set (disjoint from training), general text, and
-   general-knowledge probes.
+3. `heldout`: held-out sets: the support test set (disjoint from training by id, prompt and
+   13-gram), general text, general-knowledge probes, and `support_test_leak_check`: clean support test
+   rows plus six leaks of training rows planted on purpose (exact, near, shared 13-grams), listed
+   in the build record, so the Data page has known contamination to find.
 4. `finetune`: the base model fine-tuned with `transformers.Trainer` on the narrow support set,
    evaluated on the support test set and on general text every `eval_every` steps and at the
    `early_saves` steps (5 and 10: forgetting starts within the first steps), saving a
@@ -47,6 +49,12 @@ from eval_core.version import __version__
 from eval_core.workspace import STATE_DIR
 
 STAGES = ("tokenizer", "base_model", "heldout", "finetune", "campaign")
+# Part of the marker key of the stages from `heldout` on: bump it when the held-out files change, so
+# a demo built before rebuilds them (and the run, which evaluates on support_test) while keeping its
+# tokenizer and base model, which never see support data. 2: support_test cleaned of 13-gram
+# overlaps with training, support_test_leak_check added.
+DEMO_DATA_VERSION = 2
+_DATA_STAGES = STAGES[STAGES.index("heldout"):]
 DEMO_CAMPAIGN = "demo"
 DEMO_RATERS = ("alice", "bob")
 DEMO_CAMPAIGN_ITEMS = 24  # per rater with overlap 2: a few minutes of rating, enough for the statistics to show
@@ -57,15 +65,17 @@ class _Markers:
 
     def __init__(self, root: Path, settings: DemoSettings) -> None:
         self.dir = root / STATE_DIR / "demo"
-        self.key = json.dumps({"version": __version__, **asdict(settings)}, sort_keys=True)
+        key = {"version": __version__, **asdict(settings)}
+        self.keys = {s: json.dumps({**key, "data_version": DEMO_DATA_VERSION} if s in _DATA_STAGES else key,
+                                   sort_keys=True) for s in STAGES}
 
     def done(self, stage: str) -> bool:
         marker = self.dir / f"{stage}.done"
-        return marker.is_file() and marker.read_text(encoding="utf-8") == self.key
+        return marker.is_file() and marker.read_text(encoding="utf-8") == self.keys[stage]
 
     def mark(self, stage: str) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / f"{stage}.done").write_text(self.key, encoding="utf-8")
+        (self.dir / f"{stage}.done").write_text(self.keys[stage], encoding="utf-8")
 
     def clear_from(self, stage: str) -> None:
         for later in STAGES[STAGES.index(stage):]:
@@ -94,8 +104,8 @@ def build_demo_workspace(
         show_bars: show tqdm bars (the CLI); the app passes `progress` instead.
 
     Returns:
-        The build record (settings, seconds per stage, parameter count), also written to
-        `.ftlens/demo_build.json`.
+        The build record (settings, seconds per stage, parameter count, the leaks planted in
+        `support_test_leak_check` as {"id", "kind", "train_id"}), also written to `.ftlens/demo_build.json`.
 
     Example:
         >>> build_demo_workspace("/tmp/demo", DemoSettings.quick())  # doctest: +SKIP
@@ -173,6 +183,7 @@ def build_demo_workspace(
         "parameter_count": sum(p.numel() for p in model.parameters()),
         "seconds": {k: round(v, 2) for k, v in timings.items()},
         "torch": torch.__version__,
+        "planted_leaks": data.planted_leaks,
     }
     del model
     record_path.write_text(json.dumps(record, indent=2), encoding="utf-8")
@@ -208,20 +219,22 @@ def build_demo_campaign(root: Path, progress: Progress | None = None) -> None:
 
 
 def write_heldout_sets(root: Path, data: DemoData) -> None:
-    """The support test set, general held-out text, probes, and the training data for reference."""
+    """The support test and leak-check sets, general held-out text, probes, and the training data
+    (what the Data page compares them with)."""
 
     def dump(path: Path, rows: list[dict]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
-    dump(
-        root / "heldout" / "support_test.jsonl",
-        [
-            {"id": r["id"], "prompt": r["prompt"], "reference": r["response"],
-             "category": r["category"], "should_refuse": r["should_refuse"]}
-            for r in data.support_test
-        ],
-    )
+    for name, rows in (("support_test", data.support_test), ("support_test_leak_check", data.support_test_leak_check)):
+        dump(
+            root / "heldout" / f"{name}.jsonl",
+            [
+                {"id": r["id"], "prompt": r["prompt"], "reference": r["response"],
+                 "category": r["category"], "should_refuse": r["should_refuse"]}
+                for r in rows
+            ],
+        )
     dump(
         root / "heldout" / "general_text.jsonl",
         [{"id": p.id, "category": p.category, "text": p.text} for p in data.general_heldout],
@@ -261,6 +274,14 @@ name = "general_knowledge"
 path = "heldout/general_knowledge.jsonl"
 kind = "probe"
 columns = {{ id = "id", prompt = "prompt", answer = "answer", choices = "choices", category = "category" }}
+
+# A copy of clean support_test rows plus leaks of training rows the demo planted on purpose (ids
+# planted-*, listed in .ftlens/demo_build.json), so the Data page has known contamination to find.
+[[datasets]]
+name = "support_test_leak_check"
+path = "heldout/support_test_leak_check.jsonl"
+kind = "generation"
+columns = {{ id = "id", prompt = "prompt", reference = "reference", category = "category", should_refuse = "should_refuse" }}
 """,
         encoding="utf-8",
     )

@@ -15,6 +15,7 @@ from eval_core.metric_tables import (
     load_dataset_results,
     metric_table,
 )
+from eval_core.metric_subsets import without_examples
 from eval_core.training_logs import CurveTable, read_run_logs
 
 
@@ -67,24 +68,26 @@ def dataset_results(root: str, version: tuple | None) -> list[DatasetResults]:
     return [] if version is None else load_dataset_results(root)
 
 
-def results_of(root: str, version: tuple | None, name: str, generation_hash: str) -> DatasetResults:
+def results_of(root: str, version: tuple | None, name: str, generation_hash: str,
+               excluded: tuple[str, ...] = ()) -> DatasetResults:
+    """One set's results under one generation setting, without the `excluded` example ids."""
     for r in dataset_results(root, version):
         if (r.name, r.generation_hash) == (name, generation_hash):
-            return r
+            return without_examples(r, excluded) if excluded else r
     raise EvalCoreError(f"no stored results for {name} under generation setting {generation_hash[:12]}; press Refresh")
 
 
 @st.cache_data(max_entries=128, show_spinner="Bootstrapping intervals…")
 def metric_rows(root: str, version: tuple | None, name: str, generation_hash: str, metrics: tuple[str, ...],
-                by_category: bool, seed: int, n_resamples: int) -> list[MetricRow]:
-    return metric_table(results_of(root, version, name, generation_hash), list(metrics), by_category=by_category,
+                by_category: bool, seed: int, n_resamples: int, excluded: tuple[str, ...] = ()) -> list[MetricRow]:
+    return metric_table(results_of(root, version, name, generation_hash, excluded), list(metrics), by_category=by_category,
                         seed=seed, n_resamples=n_resamples)
 
 
 @st.cache_data(max_entries=32, show_spinner="Running the paired test…")
 def comparison(root: str, version: tuple | None, name: str, generation_hash: str, a: str, b: str, metric: str,
-               wrong_below: float, seed: int, n_resamples: int) -> Comparison:
-    return compare(results_of(root, version, name, generation_hash), a, b, metric, wrong_below=wrong_below,
+               wrong_below: float, seed: int, n_resamples: int, excluded: tuple[str, ...] = ()) -> Comparison:
+    return compare(results_of(root, version, name, generation_hash, excluded), a, b, metric, wrong_below=wrong_below,
                    seed=seed, n_resamples=n_resamples)
 
 

@@ -32,6 +32,7 @@ from eval_core.metric_tables import (
     example_scores,
     worst_examples,
 )
+from eval_core.metric_subsets import metric_shifts
 from eval_core.text_metrics import ALL_METRICS, SCALE
 from pages import _cached
 from pages._render import plain, problem_text
@@ -58,11 +59,13 @@ class View:
     results: DatasetResults
     seed: int
     n_resamples: int
+    excluded: tuple[str, ...] = ()  # example ids left out (contaminated items); `results` is without them
 
-    def rows(self, metrics: list[str], by_category: bool = False) -> list[MetricRow]:
+    def rows(self, metrics: list[str], by_category: bool = False, *, everything: bool = False) -> list[MetricRow]:
+        """Rows over the kept examples (`everything`: over all, excluded ones included)."""
         r = self.results
         return _cached.metric_rows(self.root, self.version, r.name, r.generation_hash, tuple(metrics), by_category,
-                                   self.seed, self.n_resamples)
+                                   self.seed, self.n_resamples, () if everything else self.excluded)
 
     @property
     def labels(self) -> list[str]:
@@ -97,6 +100,8 @@ def checkpoint_table(view: View) -> None:
     st.caption(f"Value [95% interval]; ↑ higher is better, ↓ lower is better; ★ best checkpoint of the metric. "
                f"Sorted by {plain(rank_by)}. Intervals: bootstrap over the {rows[0].interval.n if rows else 0} examples, "
                f"seed {view.seed}, {view.n_resamples} resamples.")
+    if view.excluded:
+        shifts(view, metrics)
     with st.expander("How these numbers were computed"):
         signatures = {r.metric: (r.signature, r.interval.method) for r in rows}
         st.dataframe(pd.DataFrame([{"metric": header(m), "signature": sig, "interval": method}
@@ -104,6 +109,18 @@ def checkpoint_table(view: View) -> None:
         st.caption(plain(f"Held-out set {view.results.name}; generation setting {view.results.generation_hash}; "
                          f"bootstrap seed {view.seed}, {view.n_resamples} resamples."))
         st.json(view.results.generation_protocol, expanded=True)
+
+
+def shifts(view: View, metrics: list[str]) -> None:
+    """How far each number moves when the excluded (contaminated) items are left out."""
+    moved = metric_shifts(view.rows(metrics, everything=True), view.rows(metrics))
+    st.markdown("**How the numbers move without the contaminated items**")
+    st.dataframe(pd.DataFrame([
+        {"checkpoint": s.checkpoint, "metric": header(s.metric), "all items": format_value(s.metric, s.all_value),
+         "without contaminated": format_value(s.metric, s.kept_value),
+         "change": ("+" if s.change >= 0 else "") + format_value(s.metric, s.change),
+         "examples": f"{s.kept_examples} of {s.all_examples}"} for s in moved]),
+        hide_index=True, width="stretch", key="metrics_shifts")
 
 
 def by_category(view: View) -> None:
@@ -172,7 +189,7 @@ def a_vs_b(view: View) -> None:
         return
     r = view.results
     cmp = _cached.comparison(view.root, view.version, r.name, r.generation_hash, a, b, metric, wrong_below,
-                             view.seed, view.n_resamples)
+                             view.seed, view.n_resamples, view.excluded)
     p = cmp.paired
     m1, m2, m3, m4 = st.columns(4)
     m1.metric(plain(f"A: {a}"), format_value(metric, p.value_a))

@@ -35,7 +35,7 @@ def test_workspace_json_follows_the_documented_schema(quick_demo):
     assert set(first) >= {"name", "step", "path", "kind", "parameter_count", "fingerprint"}
     assert {f["kind"] for f in run["log_files"]} >= {"trainer_state", "tensorboard"}
     ds = {d["name"]: d for d in data["datasets"]}
-    assert set(ds) == {"support_test", "general_text", "general_knowledge"}
+    assert set(ds) == {"support_test", "general_text", "general_knowledge", "support_test_leak_check"}
     assert set(ds["support_test"]) >= {"path", "rows", "columns", "categories", "fingerprint"}
     # The documented schema names every top-level field.
     doc = (REPO / "docs" / "workspace-schema.md").read_text()

@@ -48,16 +48,17 @@ def test_generate_command_prints_json_lines_with_settings(quick_demo):
                   "--data", str(quick_demo / "heldout/support_test.jsonl"), "--max-new-tokens", "5", "--format", "jsonl")
     assert out.returncode == 0, out.stderr
     lines = [json.loads(x) for x in out.stdout.splitlines()]
-    assert len(lines) == 64 and lines[0]["settings"]["max_new_tokens"] == 5
+    assert len(lines) == 61 and lines[0]["settings"]["max_new_tokens"] == 5
     assert all(x["new_tokens"] <= 5 and x["finish_reason"] in ("eos", "length", "stop") for x in lines)
 
 
 def test_evaluate_then_results(ws):
     args = ["evaluate", "--workspace", str(ws), "--checkpoint", "base", "--checkpoint", "checkpoint-36",
-            "--metric", "perplexity", "--metric", "completion_perplexity"]
+            "--metric", "perplexity", "--metric", "completion_perplexity",
+            "--dataset", "support_test", "--dataset", "general_text", "--dataset", "general_knowledge"]
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
-    assert json.loads(first.stdout)["computed"] == 2 * (56 + 64 + 429)
+    assert json.loads(first.stdout)["computed"] == 2 * (56 + 61 + 429)
     second = run_cli(*args)
     assert json.loads(second.stdout)["computed"] == 0 and "computed 0 examples" in second.stderr
     res = json.loads(run_cli("results", "--workspace", str(ws), "--format", "json").stdout)

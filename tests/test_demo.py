@@ -1,16 +1,22 @@
-"""The demo builder makes a real Trainer run: checkpoints, logs, disjoint held-out sets, forgetting."""
+"""The demo builder makes a real Trainer run: checkpoints, logs, disjoint held-out sets, forgetting,
+and a leak-check set whose planted leaks are exactly what the data diagnostics find."""
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
-from eval_core.demo import DemoSettings, build_demo_workspace, is_demo_built
+from eval_core import demo_corpus
+from eval_core.data_contamination import find_ngram_overlap
+from eval_core.demo import STAGES, DemoSettings, _Markers, build_demo_workspace, is_demo_built
 from eval_core.errors import WorkspaceError
+from eval_core.version import __version__
+
+HELDOUT_SETS = ["support_test", "general_text", "general_knowledge", "support_test_leak_check"]
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -54,6 +60,74 @@ def test_heldout_support_set_is_disjoint_from_training(quick_demo):
     assert {r["category"] for r in test} == {r["category"] for r in train}
     assert any(r["should_refuse"] for r in test) and not all(r["should_refuse"] for r in test)
     assert set(test[0]) == {"id", "prompt", "reference", "category", "should_refuse"}
+
+
+def ngram_overlap_ids(train: list[dict], heldout: list[dict]) -> list[str]:
+    """Held-out ids sharing a 13-gram with training, by eval_core.data_contamination (the Data page's
+    check), over prompt + reference as `data` compares a generation set."""
+    text = lambda r: r["prompt"] + "\n" + r.get("reference", r.get("response"))  # noqa: E731
+    return [o.heldout_id for o in find_ngram_overlap(
+        [r["id"] for r in train], [text(r) for r in train], [r["id"] for r in heldout], [text(r) for r in heldout])]
+
+
+@pytest.fixture(scope="module")
+def demo_data_report(quick_demo) -> dict:
+    from eval_core.cli_data import data_report
+
+    report = data_report(quick_demo)
+    return {p["heldout_set"]: p["contamination"] for p in report["pairs"] if p["training_set"] == "support_train"}
+
+
+def test_decontamination_keeps_training_and_drops_only_overlapping_test_rows(quick_demo, monkeypatch):
+    seed = DemoSettings.quick().seed
+    data = demo_corpus.load_demo_data(seed)
+    assert read_jsonl(quick_demo / "train_data/support_train.jsonl") == data.support_train
+    assert [r["id"] for r in read_jsonl(quick_demo / "heldout/support_test.jsonl")] == [r["id"] for r in data.support_test]
+    # The plain stratified split: the same draws with the 13-gram check turned off.
+    monkeypatch.setattr(demo_corpus, "janitor_grams", lambda text, n=13: set())
+    plain = demo_corpus.load_demo_data(seed)
+    assert plain.support_train == data.support_train  # the fine-tuning data is untouched
+    kept = [r for r in plain.support_test if r in data.support_test]
+    assert kept == data.support_test  # the test set only shrinks
+    dropped = sorted(r["id"] for r in plain.support_test if r not in data.support_test)
+    assert dropped and dropped == ngram_overlap_ids(plain.support_train, plain.support_test)
+    assert ngram_overlap_ids(data.support_train, data.support_test) == []
+
+
+def test_default_heldout_sets_are_clean_for_the_data_page(demo_data_report):
+    assert sorted(demo_data_report) == sorted(HELDOUT_SETS)
+    for name in ("support_test", "general_text", "general_knowledge"):
+        assert demo_data_report[name]["contaminated_ids"] == [], name
+
+
+def test_data_page_finds_exactly_the_planted_leaks(quick_demo, demo_data_report):
+    planted = json.loads((quick_demo / ".ftlens/demo_build.json").read_text())["planted_leaks"]
+    assert sorted(p["kind"] for p in planted) == ["exact", "exact", "near", "near", "ngram", "ngram"]
+    by_kind = {k: {p["id"]: p["train_id"] for p in planted if p["kind"] == k} for k in ("exact", "near", "ngram")}
+    found = demo_data_report["support_test_leak_check"]
+    assert found["contaminated_ids"] == sorted(p["id"] for p in planted)
+    assert {m["heldout_id"]: m["train_id"] for m in found["exact"]} == by_kind["exact"]
+    assert {m["heldout_id"]: m["train_id"] for m in found["near"]} == by_kind["near"]
+    assert all(m["jaccard"] >= 0.85 for m in found["near"])
+    overlaps = {o["heldout_id"]: o["train_id"] for o in found["overlaps"]}
+    assert overlaps == {p["id"]: p["train_id"] for p in planted}  # every leak shares 13-grams with its source
+    # The clean part is support_test rows, copied whole.
+    test = {r["id"]: r for r in read_jsonl(quick_demo / "heldout/support_test.jsonl")}
+    rows = read_jsonl(quick_demo / "heldout/support_test_leak_check.jsonl")
+    clean = [r for r in rows if r["id"] not in overlaps]
+    assert len(clean) >= 15 and all(test[r["id"]] == r for r in clean)
+    assert all(set(r) == {"id", "prompt", "reference", "category", "should_refuse"} for r in rows)
+
+
+def test_a_demo_built_before_the_data_change_rebuilds_from_the_heldout_stage(tmp_path):
+    settings = DemoSettings.quick()
+    old_key = json.dumps({"version": __version__, **asdict(settings)}, sort_keys=True)  # the key before it
+    markers = _Markers(tmp_path, settings)
+    markers.dir.mkdir(parents=True)
+    for stage in STAGES:
+        (markers.dir / f"{stage}.done").write_text(old_key)
+    assert [s for s in STAGES if markers.done(s)] == ["tokenizer", "base_model"]
+    assert not is_demo_built(tmp_path, settings)
 
 
 def test_probe_and_general_text_sets_are_written(quick_demo):

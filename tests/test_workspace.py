@@ -63,7 +63,7 @@ def test_a_broken_dataset_is_a_problem_not_a_crash(demo_copy):
     lines[2] = '{"id": "x", "prompt": "unterminated'
     path.write_text("\n".join(lines) + "\n")
     ws = discover_workspace(demo_copy)
-    assert [d.name for d in ws.datasets] == ["general_text", "general_knowledge"]
+    assert [d.name for d in ws.datasets] == ["general_text", "general_knowledge", "support_test_leak_check"]
     (problem,) = ws.problems
     assert problem.path.endswith("support_test.jsonl") and problem.line == 3
     assert len(ws.checkpoints) == 6

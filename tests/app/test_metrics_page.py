@@ -146,7 +146,7 @@ def test_a_vs_b_b_better_lists_exactly_the_examples_where_the_last_checkpoint_wi
         section = tab(at, "A vs B")
         shown = set(section.dataframe[0].value["id"]) if expected else set()
         assert shown == expected and all(e.value_b > e.value_a for e in cmp.filter("b_better"))
-        assert any(m.value.startswith(f"{len(expected)} of 64 examples") for m in section.markdown)
+        assert any(m.value.startswith(f"{len(expected)} of 61 examples") for m in section.markdown)
         values = {m.label: m.value for m in section.metric}
         assert values["p-value"] == f"{cmp.paired.p_value:.4f}"
         assert values["B better / A better / ties"] == f"{cmp.paired.b_better} / {cmp.paired.a_better} / {cmp.paired.ties}"
@@ -176,7 +176,7 @@ def test_a_vs_b_outcome_filters_and_threshold(app, monkeypatch, ws, results):
         expected = {e.example.id for e in compare(results, "base", "checkpoint-36", "chrf", wrong_below=30.0).filter(outcome)}
         frames = tab(at, "A vs B").dataframe
         assert (set(frames[0].value["id"]) if frames else set()) == expected, outcome
-    assert len(tab(at, "A vs B").dataframe[0].value) == 64  # "all"
+    assert len(tab(at, "A vs B").dataframe[0].value) == 61  # "all"
     at.selectbox(key="ab_a").set_value("checkpoint-6").run()
     assert not at.exception
 
@@ -234,3 +234,57 @@ def test_no_workspace(app):
     at = app().run()
     at.switch_page(PAGE).run()
     assert "No workspace is open" in at.info[0].value
+
+
+@pytest.fixture(scope="module")
+def leaky_ws(evaluated_demo, tmp_path_factory):
+    """The evaluated demo plus a second training set holding three support_test rows word for word."""
+    dst = tmp_path_factory.mktemp("metrics_leaky") / "ws"
+    shutil.copytree(evaluated_demo, dst)
+    rows = [json.loads(x) for x in (dst / "heldout" / "support_test.jsonl").read_text().splitlines()][:3]
+    (dst / "train_data" / "copied.jsonl").write_text("".join(json.dumps(
+        {"id": f"copy-{r['id']}", "prompt": r["prompt"], "response": r["reference"]}) + "\n" for r in rows))
+    return dst, [r["id"] for r in rows]
+
+
+def test_exclude_contaminated_items_recomputes_on_the_rest_and_shows_the_moves(app, monkeypatch, leaky_ws):
+    import sacrebleu
+
+    from eval_core.data_report import contaminated_ids, data_pairs
+    from eval_core.metric_subsets import without_examples
+
+    ws, planted = leaky_ws
+    leaked = contaminated_ids(data_pairs(ws, heldout_names=["support_test"]), "support_test")
+    assert set(planted) <= set(leaked)
+    at = open_page(app, monkeypatch, ws)
+    before = tab(at, "Checkpoints").dataframe[0].value
+    at.toggle(key="metrics_exclude_support_test").set_value(True).run()
+    assert not at.exception and all(i in at.warning[0].value.replace("\\", "") for i in leaked)
+    (results,) = load_dataset_results(ws)
+    clean = without_examples(results, leaked)
+    assert len(clean.examples) == len(results.examples) - len(leaked)
+    after = tab(at, "Checkpoints").dataframe[0].value.set_index("checkpoint")
+    rows = {(r.checkpoint, r.metric): r for r in metric_table(clean)}
+    assert after.loc["checkpoint-36", "bleu ↑"].removesuffix(" ★") == format_interval(rows[("checkpoint-36", "bleu")].interval)
+    # The kept BLEU is sacrebleu's corpus BLEU over the kept examples alone, not an average.
+    c36 = clean.checkpoint("checkpoint-36")
+    ids = sorted(clean.examples)
+    ref = sacrebleu.corpus_bleu([c36.outputs[i] for i in ids], [[clean.examples[i].reference for i in ids]]).score
+    assert rows[("checkpoint-36", "bleu")].interval.value == pytest.approx(ref, abs=1e-9)
+    moves = tab(at, "Checkpoints").dataframe[1].value
+    line = moves[(moves["checkpoint"] == "checkpoint-36") & (moves["metric"] == "bleu ↑")].iloc[0]
+    full = {(r.checkpoint, r.metric): r for r in metric_table(results)}[("checkpoint-36", "bleu")].interval.value
+    assert line["all items"] == f"{full:.2f}" and line["without contaminated"] == f"{ref:.2f}"
+    assert line["examples"] == f"{len(ids)} of {len(results.examples)}"
+    assert set(before["checkpoint"]) == set(after.index)
+
+
+def test_exclude_on_a_clean_set_says_the_numbers_are_already_clean(app, monkeypatch, ws):
+    at = open_page(app, monkeypatch, ws)
+    at.toggle(key="metrics_exclude_support_test").set_value(True).run()
+    from eval_core.data_report import contaminated_ids, data_pairs
+
+    if contaminated_ids(data_pairs(ws, heldout_names=["support_test"]), "support_test"):
+        pytest.skip("the demo's support_test is not clean yet")  # until the demo builder decontaminates it
+    assert "already clean" in at.info[0].value
+    assert not any("without contaminated" in df.value.columns for df in tab(at, "Checkpoints").dataframe)

@@ -52,19 +52,19 @@ def test_workspace_from_environment_shows_runs_checkpoints_and_datasets(app, mon
     at = app().run()
     assert not at.exception and not at.error
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics == {"Runs": "1", "Checkpoints": "6", "Held-out sets": "3", "Training-log files": metrics["Training-log files"]}
+    assert metrics == {"Runs": "1", "Checkpoints": "6", "Held-out sets": "4", "Training-log files": metrics["Training-log files"]}
     text = table_text(at)
     for name in ["base", *(f"checkpoint-{s}" for s in (6, 12, 18, 24, 30, 36))]:
         assert name in text
     datasets = at.dataframe[0].value
-    assert list(datasets["name"]) == ["support_test", "general_text", "general_knowledge"]
+    assert list(datasets["name"]) == ["support_test", "general_text", "general_knowledge", "support_test_leak_check"]
     from pages._render import plain
 
     assert any("Training sets" in c.value and plain("support_train (") in c.value for c in at.caption), [c.value for c in at.caption]
     (chart,) = at.get("plotly_chart")
     spec = json.loads(chart.proto.spec)
     assert "Category balance" in spec["layout"]["title"]["text"]
-    assert len(spec["data"]) == 3  # one bar trace per dataset facet
+    assert len(spec["data"]) == 4  # one bar trace per dataset facet
 
 
 def test_sidebar_picker_switches_workspace(app, quick_demo):

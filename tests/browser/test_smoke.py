@@ -158,10 +158,10 @@ def test_metrics_page_a_vs_b_shows_outputs_as_literal_text(metrics_server, tmp_p
         page.get_by_role("tab", name="A vs B").click()
         ab = page.get_by_role("tabpanel", name="A vs B")
         expect(ab.get_by_text("p-value")).to_be_visible(timeout=30_000)
-        expect(ab.get_by_text(re.compile(r"^\d+ of 64 examples: B scores higher than A"))).to_be_visible()
+        expect(ab.get_by_text(re.compile(r"^\d+ of 61 examples: B scores higher than A"))).to_be_visible()
         ab.locator('[data-testid="stRadio"]').get_by_text("All", exact=True).click()
         wait_idle(page)
-        expect(ab.get_by_text(re.compile(r"^64 of 64 examples: all examples"))).to_be_visible(timeout=30_000)
+        expect(ab.get_by_text(re.compile(r"^61 of 61 examples: all examples"))).to_be_visible(timeout=30_000)
         expect(ab.locator('[data-testid="stDataFrame"]')).to_be_visible()
         expect(ab.locator('[data-testid="stCode"]').first).to_be_visible()
         expect(ab.get_by_text(HTML, exact=True)).to_be_visible()  # literal text, not markup

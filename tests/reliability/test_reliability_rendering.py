@@ -72,6 +72,10 @@ def hostile_ws(tmp_path_factory, tiny_tokenizer) -> Path:
             for i, p in enumerate(PAYLOADS)]
     (root / "heldout" / "support.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (root / "heldout" / "odd.jsonl").write_text(json.dumps({COLUMN: "x"}) + "\n")  # no role: a workspace problem
+    (root / "train_data").mkdir()  # the first three held-out rows leak: the Data page shows them
+    (root / "train_data" / "train.jsonl").write_text("".join(json.dumps(
+        {"id": f"t{i}", "category": CATEGORIES[i % 2], "prompt": p, "response": f"{FORMULAS[i]} {p}"}) + "\n"
+        for i, p in enumerate(PAYLOADS[:3])))
     evaluate_workspace(root, dataset_names=["support"], metric_names=["chrf"], generation_config=GenerationConfig(max_new_tokens=3))
     with sqlite3.connect(root / ".ftlens" / "results.sqlite") as db:  # what a hostile model would have written
         for i, p in enumerate(PAYLOADS):
@@ -226,6 +230,7 @@ PAGES = {  # page -> steps that reach the views holding untrusted text
     "overview": (None, ()),
     "curves": ("pages/training_curves.py", ()),
     "metrics": ("pages/metrics.py", ()),
+    "data": ("pages/data.py", ()),
     "rate": ("pages/rating.py", (lambda at: at.selectbox(key="rating_rater_team").set_value(RATERS[0]),)),
     "results_team": ("pages/rating_results.py", (lambda at: at.number_input(key="results_resamples").set_value(50),
                                                  lambda at: at.selectbox(key="results_campaign").set_value("team"))),
@@ -273,6 +278,8 @@ def _page_13(shown, name: str) -> None:  # noqa: ANN001
         prompts = [c for c in codes if c in PAYLOADS]
         assert len(prompts) >= 3, codes
         assert sum(c.startswith(FORMULAS[0]) for c in codes) >= 1  # stored text, not a defused or escaped copy
+    elif name == "data":  # a leaking held-out row and its training row, byte for byte, in st.code
+        assert codes[:2] == [f"{PAYLOADS[0]}\n{FORMULAS[0]} {PAYLOADS[0]}"] * 2, codes
     elif name == "export":  # the preview is the Markdown export, escaped
         preview = next(m.value for m in at.markdown if "Representative examples" in m.value)
         text = _rendered_text(preview)
@@ -373,7 +380,7 @@ def _lint_13() -> None:
     assert unsafe_html_calls("st.markdown('<br>', unsafe_allow_html=True)\nst.markdown(x)") == []
 
 
-@pytest.mark.parametrize("where", ["rate", "metrics", "export", "results_imported", "html", "markdown", "json", "csv",
+@pytest.mark.parametrize("where", ["rate", "metrics", "data", "export", "results_imported", "html", "markdown", "json", "csv",
                                    "lint"])
 def test_case_13_attack_payloads_stay_text(where, request):
     """Script/img/iframe/style tags, javascript: links and remote images in prompts, outputs,
