@@ -147,3 +147,18 @@ def test_markup_in_ids_and_categories_stays_text(app, monkeypatch, ws):
     assert "[link](http://x)" in charts[0]["data"][1]["x"]  # a category name: plain text, not a link
     assert "<b>" not in json.dumps(charts)
     assert not any("<b>" in m.value for m in at.markdown)
+
+
+def test_on_the_demo_the_data_page_lists_exactly_the_planted_leaks(app, monkeypatch, quick_demo, tmp_path):
+    import shutil
+
+    ws = tmp_path / "demo"
+    shutil.copytree(quick_demo, ws, ignore=shutil.ignore_patterns("optimizer.pt", "events.out.*", "*.safetensors"))
+    planted = {p["id"] for p in json.loads((ws / ".ftlens" / "demo_build.json").read_text())["planted_leaks"]}
+    at = open_page(app, monkeypatch, ws)
+    rows = {r["held-out set"]: r for r in frame(at, "contaminated ids").to_dict("records")}
+    assert set(rows) == {"support_test", "general_text", "general_knowledge", "support_test_leak_check"}
+    assert set(rows["support_test_leak_check"]["contaminated ids"].split(", ")) == planted and len(planted) == 6
+    assert all(rows[name]["contaminated"] == 0 for name in ("support_test", "general_text", "general_knowledge"))
+    assert at.selectbox(key="data_pair").value.endswith("support_test_leak_check")  # the leaking pair first
+    assert set(frame(at, "found by")["held-out id"]) == planted
