@@ -17,7 +17,8 @@ filesystem (WAL needs shared memory that NFS/SMB cannot give), a file that is no
 read-only folder, each with a message naming the file; database failures later (busy, disk full,
 damaged file) are `EvalCoreError`s too, and never change the file.
 
-Schema version 1 (docs/results-schema.md).
+The schema version and the migrations that bring an older database up to date are in
+eval_core.store_migrations (docs/results-schema.md).
 """
 
 from __future__ import annotations
@@ -35,15 +36,14 @@ from sqlalchemy import event
 
 from eval_core.errors import EvalCoreError, WorkspaceError
 from eval_core.sqlite_files import check_sqlite_file
+from eval_core.store_migrations import SCHEMA_VERSION, upgrade
 
-STORE_SCHEMA_VERSION = 1
+STORE_SCHEMA_VERSION = SCHEMA_VERSION  # the store's schema version: that of its last migration
 ENV_DATABASE_URL = "FTLENS_DATABASE_URL"
 DEFAULT_BUSY_TIMEOUT_S = 30.0  # a writer waits this long for another's write lock before telling the user to retry
 READ_ONLY = "ftlens_read_only"  # execution option: this connection only reads (deferred BEGIN, no write lock)
 
-metadata = sa.MetaData()
-store_meta = sa.Table("store_meta", metadata, sa.Column("key", sa.String(64), primary_key=True),
-                      sa.Column("value", sa.Text, nullable=False))
+metadata = sa.MetaData()  # the results tables (version 1); store_meta and the migration history: store_migrations
 checkpoints = sa.Table(
     "checkpoints", metadata,
     sa.Column("fingerprint", sa.String(80), primary_key=True),
@@ -270,20 +270,9 @@ class ResultsStore:
             raise self._db_error(exc) from exc
 
     def _migrate(self) -> None:
+        """Apply pending migrations and create this store's missing tables, in one write transaction."""
         with self._writing() as conn:
-            row = None
-            if sa.inspect(conn).has_table(store_meta.name):
-                row = conn.execute(sa.select(store_meta.c.value).where(store_meta.c.key == "schema_version")).first()
-            # Checked before creating anything: a newer database is left exactly as it is.
-            if row is not None and int(row[0]) > STORE_SCHEMA_VERSION:
-                raise EvalCoreError(
-                    f"the results database has schema version {row[0]}, newer than this Fine-Tune Lens reads "
-                    f"({STORE_SCHEMA_VERSION}); it was left unchanged. Upgrade Fine-Tune Lens",
-                    **({"path": self.path} if self.path else {"field": "database.url"}))
-            for meta in self.metadatas:
-                meta.create_all(conn)  # adds only missing tables: existing rows are never touched
-            if row is None:
-                conn.execute(store_meta.insert().values(key="schema_version", value=str(STORE_SCHEMA_VERSION)))
+            upgrade(conn, self.metadatas, where={"path": self.path} if self.path else {"field": "database.url"})
 
     def _insert_ignore(self, table: sa.Table):
         if self.engine.dialect.name == "postgresql":

@@ -171,3 +171,12 @@ def fresh_postgres_db(postgres_url):
     finally:
         admin.dispose()
     return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """A database URL for a new, empty store, once per backend: a SQLite file in tmp_path, then a
+    fresh database on the session's PostgreSQL server (skipped, or failed under CI, as `postgres_url`)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite'}"
+    return request.getfixturevalue("fresh_postgres_db")

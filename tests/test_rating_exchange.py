@@ -47,8 +47,9 @@ HEAVY = shutil.ignore_patterns("optimizer.pt", "scheduler.pt", "rng_state.pth", 
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = RatingStore(f"sqlite:///{tmp_path / 'ratings.sqlite'}")
+def store(store_url):
+    """An empty rating store, on SQLite and on PostgreSQL (each test using it runs on both)."""
+    s = RatingStore(store_url)
     yield s
     s.close()
 

@@ -1,6 +1,6 @@
 """Rating campaigns and the rating store: balanced seeded assignment, one rating per (item, rater)
-whatever the clicks, skip and undo, and several processes rating at once on SQLite and PostgreSQL
-with nothing lost and nothing duplicated."""
+whatever the clicks, skip and undo, and several processes rating at once with nothing lost and
+nothing duplicated. Every store test runs twice: on SQLite and on a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def _spec(name="c1", raters=("ann", "bob", "cy"), overlap=2, **kw) -> CampaignSp
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = RatingStore(f"sqlite:///{tmp_path / 'ratings.sqlite'}")
+def store(store_url):
+    s = RatingStore(store_url)
     yield s
     s.close()
 
@@ -188,7 +188,6 @@ def _concurrent_ratings(url: str) -> None:
     try:
         rows = store.ratings_of("load")
         with store.engine.connect() as conn:
-            # Only this campaign: the session's PostgreSQL server also holds other tests' campaigns.
             total = conn.execute(sa.select(sa.func.count()).select_from(ratings).where(ratings.c.campaign == "load")).scalar()
     finally:
         store.close()
@@ -201,17 +200,5 @@ def _concurrent_ratings(url: str) -> None:
     assert len(rows) == sum(acked.values())  # 0 lost
 
 
-def test_concurrent_raters_on_sqlite_lose_and_duplicate_nothing(tmp_path):
-    _concurrent_ratings(f"sqlite:///{tmp_path / 'load.sqlite'}")
-
-
-def test_concurrent_raters_on_postgres_lose_and_duplicate_nothing(postgres_url):
-    store = RatingStore(postgres_url)
-    try:  # the session's server is shared: start from empty rating tables
-        with store.engine.begin() as conn:
-            for t in ("ratings", "rating_skips", "rating_assignments", "rating_items", "rating_campaigns"):
-                conn.execute(sa.text(f"DELETE FROM {t} WHERE campaign = 'load'" if t != "rating_campaigns"
-                                     else "DELETE FROM rating_campaigns WHERE name = 'load'"))
-    finally:
-        store.close()
-    _concurrent_ratings(postgres_url)
+def test_concurrent_raters_lose_and_duplicate_nothing(store_url):
+    _concurrent_ratings(store_url)

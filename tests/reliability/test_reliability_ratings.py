@@ -34,7 +34,7 @@ from eval_core.errors import EvalCoreError
 from eval_core.rating_campaigns import CampaignSpec, assign
 from eval_core.rating_exchange import export_text
 from eval_core.rating_store import RatingItem, RatingStore, judgments_and_scores, ratings
-from eval_core.results_store import ENV_DATABASE_URL, database_url
+from eval_core.results_store import ENV_DATABASE_URL, STORE_SCHEMA_VERSION, database_url
 from eval_core.sqlite_files import NETWORK_FILESYSTEMS, filesystem_type, parse_mountinfo
 
 MODELS = ("ckpt-a", "ckpt-b")
@@ -691,7 +691,7 @@ def test_case_30_reopening_older_schema_keeps_every_row(tmp_path, older):
     assert all(after[t] == before[t] for t in TABLES if before[t] is not None and t != "store_meta")
     assert all(after[t] is not None for t in TABLES)  # the missing tables are back
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()[0] == "1"
+        assert conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()[0] == str(STORE_SCHEMA_VERSION)
     conn.close()
     store = RatingStore(url)
     try:
