@@ -15,7 +15,9 @@ import streamlit as st
 from eval_core import __version__, is_demo_built
 from eval_core.cli import OFFLINE_ENV
 from pages import _cached
+from eval_core.team_config import Member
 from pages._session import current_workspace, demo_dir, demo_settings, set_workspace
+from pages._team import gate, member_sidebar, refuse_page
 
 for _key, _value in OFFLINE_ENV.items():  # nothing may reach a model hub
     os.environ.setdefault(_key, _value)
@@ -43,21 +45,32 @@ _stop_pages_folder_emulation()
 # On the very first run the emulation still resolves the URL, and in it a page's url_path is its
 # file stem; so no url_path here may equal a file stem in pages/ (a test checks), or a deep link
 # would run that page without this script.
-PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon="🏠", url_path="home", default=True),
-    st.Page("pages/training_curves.py", title="Training curves", icon="📈", url_path="curves"),
-    st.Page("pages/data.py", title="Data", icon="🧮", url_path="data-checks"),
-    st.Page("pages/metrics.py", title="Metrics", icon="📊", url_path="scores"),
-    st.Page("pages/forgetting.py", title="Forgetting", icon="🧠", url_path="retention"),
-    st.Page("pages/rating.py", title="Rate outputs", icon="⚖️", url_path="rate"),
-    st.Page("pages/rating_results.py", title="Rating results", icon="🏆", url_path="rankings"),
-    st.Page("pages/export.py", title="Export", icon="📄", url_path="reports"),
+PAGE_SPECS = [  # (file, title, icon, url_path)
+    ("pages/overview.py", "Overview", "🏠", "home"),
+    ("pages/training_curves.py", "Training curves", "📈", "curves"),
+    ("pages/data.py", "Data", "🧮", "data-checks"),
+    ("pages/metrics.py", "Metrics", "📊", "scores"),
+    ("pages/forgetting.py", "Forgetting", "🧠", "retention"),
+    ("pages/rating.py", "Rate outputs", "⚖️", "rate"),
+    ("pages/rating_results.py", "Rating results", "🏆", "rankings"),
+    ("pages/export.py", "Export", "📄", "reports"),
 ]
 
 
-def sidebar() -> None:
+def pages(default: str = "home") -> list:
+    """Every page (a rater's default is the Rate page; the others refuse a rater, see pages._team)."""
+    return [st.Page(f, title=t, icon=i, url_path=u, default=u == default) for f, t, i, u in PAGE_SPECS]
+
+
+def sidebar(member: Member | None) -> None:
     with st.sidebar:
         st.markdown("### Fine-Tune Lens")
+        if member is not None:  # team mode: one workspace, chosen by whoever started the server
+            member_sidebar(member)
+            if member.role == "admin" and st.button("Refresh", key="refresh", help="Re-scan the workspace"):
+                _cached.clear()
+            st.caption(f"Fine-Tune Lens {__version__}")
+            return
         current = current_workspace()
         shown = str(current) if current else ""
         # Unkeyed, with the current workspace as its value: when the workspace changes elsewhere
@@ -84,5 +97,14 @@ def sidebar() -> None:
         st.caption(f"Fine-Tune Lens {__version__}")
 
 
-sidebar()
-st.navigation(PAGES).run()
+# A multiprocessing child (spawn) re-runs its parent's main script as "__mp_main__"; after an AppTest
+# run in the parent that is this file, and a child must not draw the app.
+if __name__ != "__mp_main__":
+    member = gate()  # stops here when this session may not see the app (see pages/_team.py)
+    sidebar(member)
+    rater = member is not None and member.role != "admin"
+    # A rater needs only the Rate page: no menu of pages they may not open (deep links get "Not allowed").
+    page = st.navigation(pages("rate" if rater else "home"), position="hidden" if rater else "sidebar")
+    if member is not None:
+        refuse_page(member, page.title)
+    page.run()

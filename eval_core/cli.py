@@ -19,6 +19,7 @@ from eval_core.cli_forgetting import add_forgetting_commands
 from eval_core.cli_ratings import add_ratings_commands
 from eval_core.cli_report import add_report_commands
 from eval_core.cli_scoring import add_scoring_commands
+from eval_core.cli_team import add_team_commands
 from eval_core.cli_text import add_text_commands
 from eval_core.errors import EvalCoreError
 from eval_core.records import WorkspaceSummary
@@ -190,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ratings_commands(sub)
     add_report_commands(sub)
     add_data_commands(sub)
+    add_team_commands(sub)
     return parser
 
 

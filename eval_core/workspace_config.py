@@ -35,11 +35,12 @@ from typing import Any
 
 from eval_core.errors import WorkspaceError
 from eval_core.heldout_sets import REQUIRED_ROLES, ROLE_ALIASES
+from eval_core.team_config import TeamConfig, parse_team
 
 CONFIG_FILE_NAME = "ftlens.toml"
 CONFIG_SCHEMA_VERSION = 1
 
-_TOP_KEYS = ("schema_version", "name", "base_model", "runs", "datasets", "training_sets", "database")
+_TOP_KEYS = ("schema_version", "name", "base_model", "runs", "datasets", "training_sets", "database", "team")
 _RUN_KEYS = ("name", "path")
 _DATASET_KEYS = ("name", "path", "kind", "columns")
 
@@ -78,6 +79,7 @@ class WorkspaceConfig:
     # What the model was fine-tuned on, for the data diagnostics (contamination of the held-out sets).
     training_sets: tuple[DatasetSpec, ...] | None = None
     database_url: str | None = None
+    team: TeamConfig | None = None  # a [team] table: served in team mode (eval_core.team_config)
 
 
 def _hint(key: str, allowed: tuple[str, ...]) -> str:
@@ -277,6 +279,8 @@ def parse_workspace_config(path: Path) -> WorkspaceConfig:
         c.keys(db, ("url",), "database.")
         database_url = c.string(db, "url", "database.")
 
+    team = parse_team(c, data["team"]) if "team" in data else None
+
     return WorkspaceConfig(
         source=path,
         name=name,
@@ -285,6 +289,7 @@ def parse_workspace_config(path: Path) -> WorkspaceConfig:
         datasets=datasets,
         training_sets=training_sets,
         database_url=database_url,
+        team=team,
     )
 
 

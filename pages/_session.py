@@ -52,9 +52,12 @@ def current_workspace() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def page_workspace(title: str) -> Path:
-    """Draw the page title and return the open workspace; with none open, say how to open one and
-    stop the page."""
+def page_workspace(title: str, *, rater_allowed: bool = False) -> Path:
+    """Check that this session may see the page (pages._team.page_guard), draw the page title and
+    return the open workspace; with none open, say how to open one and stop the page."""
+    from pages._team import page_guard
+
+    page_guard(title, rater_allowed=rater_allowed)
     st.title(title)
     root = current_workspace()
     if root is None:

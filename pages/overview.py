@@ -20,6 +20,7 @@ from pages import _cached
 from pages._forgetting_views import recommendation_banner
 from pages._render import chart_text, plain, plain_frame, problem_text
 from pages._session import current_workspace, demo_dir, demo_settings, set_workspace
+from pages._team import page_guard
 
 STAGE_LABELS = {
     "tokenizer": "Training the tokenizer",
@@ -168,6 +169,7 @@ def show_workspace(ws: WorkspaceSummary) -> None:
         )
 
 
+page_guard("Overview")
 root = current_workspace()
 if root is None:
     offer_demo()

@@ -1,6 +1,7 @@
 """Rate outputs: a rater's blind side-by-side queue.
 
-- The rater picks the campaign and their name, and sees their progress (rated / assigned).
+- The rater picks the campaign and their name, and sees their progress (rated / assigned). In team
+  mode the name is the signed-in member's (no picker) and only campaigns listing them are offered.
 - One item at a time: the prompt and two outputs labelled only "A" and "B". No checkpoint name
   reaches the browser: not in labels, widget keys (they use the assignment's opaque token), URLs
   or HTML. Prompt and outputs are plain text (st.code), never Markdown or HTML.
@@ -18,6 +19,7 @@ import streamlit as st
 from eval_core import EvalCoreError
 from pages._render import plain, problem_text
 from pages._session import page_workspace
+from pages._team import signed_in_member
 
 VERDICT_LABELS = {"left": "A is better", "right": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
 NOT_RATED = "–"
@@ -40,13 +42,19 @@ def _show_flash() -> None:
         getattr(st, kind)(text if kind == "error" else plain(text))  # errors come escaped by problem_text
 
 
-root = page_workspace("Rate outputs")
+root = page_workspace("Rate outputs", rater_allowed=True)
+member = signed_in_member()  # team mode: the signed-in rater; None on one person's app
 try:
     with _store(root) as store:
         campaigns = [c for c in store.campaigns() if not c.imported]
 except EvalCoreError as exc:
     st.error(problem_text(exc.message, exc.path, exc.line, exc.field))
     st.stop()
+if member is not None:  # a rater sees only the campaigns that list them, and only their own queue
+    campaigns = [c for c in campaigns if member.name in c.raters]
+    if not campaigns:
+        st.info(plain(f"No campaign lists {member.name} as a rater yet. Ask your admin to add you."))
+        st.stop()
 if not campaigns:
     st.info("No rating campaign in this workspace yet. Create one on the Rating results page, or with "
             "`python -m eval_core ratings create`.")
@@ -56,7 +64,11 @@ c1, c2 = st.columns(2)
 names = [c.name for c in campaigns]
 name = c1.selectbox("Campaign", names, key="rating_campaign")
 spec = next(c for c in campaigns if c.name == name)
-rater = c2.selectbox("Your name", spec.raters, index=None, placeholder="Choose your name", key=f"rating_rater_{name}")
+if member is not None:
+    rater = member.name  # from the sign-in, never from a name picked in the page
+    c2.caption(plain(f"Rating as {rater}"))
+else:
+    rater = c2.selectbox("Your name", spec.raters, index=None, placeholder="Choose your name", key=f"rating_rater_{name}")
 if rater is None:
     st.info("Choose your name to start rating. Outputs are shown as A and B only; which checkpoint wrote "
             "which is never shown here.")

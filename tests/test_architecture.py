@@ -53,11 +53,13 @@ def test_no_module_is_a_grab_bag():
 
 
 def test_no_page_url_path_equals_a_file_stem_in_pages():
-    # See the comment above PAGES in app.py: such a path would rerun the page without app.py.
+    # See the comment above PAGE_SPECS in app.py: such a path would rerun the page without app.py.
     import re
 
     app = (REPO / "app.py").read_text(encoding="utf-8")
-    url_paths = re.findall(r'url_path="([^"]+)"', app)
-    assert len(url_paths) == app.count("st.Page("), "every st.Page needs an explicit url_path"
+    specs = re.findall(r'\("pages/(\w+)\.py", "[^"]+", "[^"]+", "([^"]+)"\)', app)
+    url_paths = [u for _, u in specs]
+    assert sorted(f for f, _ in specs) == sorted(p.stem for p in (REPO / "pages").glob("*.py") if not p.name.startswith("_"))
+    assert "url_path=u" in app, "every st.Page gets its explicit url_path from PAGE_SPECS"
     stems = {p.stem for p in (REPO / "pages").glob("*.py")}
     assert not set(url_paths) & stems

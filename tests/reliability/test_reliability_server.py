@@ -309,16 +309,21 @@ def _rating_workspace(tmp_path: Path) -> tuple[Path, CampaignSpec]:
     return ws, spec
 
 
-@pytest.mark.parametrize("check", ["binds_loopback_only", "dns_rebinding_host_refused", "rater_identity"])
+@pytest.mark.parametrize("check", ["binds_loopback_only", "dns_rebinding_host_refused", "rater_identity",
+                                   "other_addresses_refused_without_login", "team_mode_needs_sign_in"])
 def test_case_16_no_team_mode_without_auth(check, server, tmp_path, monkeypatch):
-    """With no login built yet (issue 10), a default launch listens on 127.0.0.1 only and refuses a
-    WebSocket whose Host is not a loopback name (DNS rebinding); on the Rate page a rater's identity
-    is picked from the campaign's rater list (no free-text field) and a write is accepted only for
-    an item in that rater's own queue. Which listed name a session picks is not authenticated yet."""
+    """Outside team mode a default launch listens on 127.0.0.1 only and refuses a WebSocket whose Host
+    is not a loopback name (DNS rebinding); on the Rate page a rater's identity is picked from the
+    campaign's rater list (no free-text field) and a write is accepted only for an item in that
+    rater's own queue. Served on another address without team mode and a login, the app refuses to
+    serve (tests/browser/test_team_flow.py); in team mode identities come from st.login or invite
+    links and roles are enforced on the server (tests/app/test_team_mode.py)."""
     if check == "binds_loopback_only":
         cfg = _shipped_config()
         assert ipaddress.ip_address(cfg["address"]).is_loopback
         assert _listening_addresses(server) == {"127.0.0.1"}
+    elif check in ("other_addresses_refused_without_login", "team_mode_needs_sign_in"):
+        _case_16_team(check, tmp_path, monkeypatch)
     elif check == "dns_rebinding_host_refused":
         assert set(_shipped_config()["allowedHosts"]) <= {"localhost", "127.0.0.1"}
         assert " 101 " in _websocket_status(server, f"127.0.0.1:{server}")
@@ -341,6 +346,32 @@ def test_case_16_no_team_mode_without_auth(check, server, tmp_path, monkeypatch)
             with pytest.raises(EvalCoreError, match="not in mallory's queue"):
                 store.submit("demo", alice_token, "mallory", "left")
             assert store.submit("demo", alice_token, "alice", "left") is True
+
+
+def _case_16_team(check: str, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from streamlit import config
+    from streamlit.testing.v1 import AppTest
+
+    ws, _ = _rating_workspace(tmp_path)
+    if check == "team_mode_needs_sign_in":
+        (ws / "ftlens.toml").write_text('[team]\nadmins = ["lead@example.org"]\n', encoding="utf-8")
+    monkeypatch.setenv("FTLENS_WORKSPACE", str(ws))
+    monkeypatch.setenv("FTLENS_DEMO_DIR", str(tmp_path / "no_demo"))
+    saved = config.get_option("server.address")
+    config.set_option("server.address", "0.0.0.0" if check != "team_mode_needs_sign_in" else "127.0.0.1")
+    try:
+        for page in (None, "pages/rating.py", "pages/rating_results.py"):
+            at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+            if page:
+                at.switch_page(page).run()
+            assert not at.exception, at.exception
+            shown = " ".join(e.value for kind in ("title", "error", "info", "markdown") for e in getattr(at, kind))
+            if check == "team_mode_needs_sign_in":  # unauthenticated: the sign-in screen, no ratings
+                assert "prompt 0" not in shown and not at.selectbox and not at.radio, page
+            else:
+                assert "listens on 0.0.0.0" in shown and not at.selectbox and not at.title, page
+    finally:
+        config.set_option("server.address", saved)
 
 
 # --- case 18: secrets ---------------------------------------------------------------------------------
