@@ -87,16 +87,23 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from eval_core.evaluation import evaluate_workspace
-    from eval_core.generation import GenerationConfig
+    from eval_core.generation import GenerationConfig, with_backend
     from eval_core.nll_scoring import PerplexityConfig
 
     bars: list = []
-    summary = evaluate_workspace(
-        args.workspace, checkpoint_names=args.checkpoint, dataset_names=args.dataset, metric_names=args.metric,
-        device=args.device, perplexity_config=PerplexityConfig(batch_size=args.batch_size),
-        generation_config=GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size),
-        allow_pickle=args.allow_pickle, progress_factory=_bar_factory(bars),
+    common = dict(
+        checkpoint_names=args.checkpoint, dataset_names=args.dataset, metric_names=args.metric, device=args.device,
+        perplexity_config=PerplexityConfig(batch_size=args.batch_size), allow_pickle=args.allow_pickle,
+        generation_config=with_backend(GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size),
+                                       args.backend),
     )
+    if args.ray is not None or args.ray_workers is not None:
+        from eval_core.evaluation_fanout import fan_out_evaluation
+
+        summary = fan_out_evaluation(args.workspace, address=args.ray, num_workers=args.ray_workers or 2,
+                                     progress=_bar_factory(bars), **common)
+    else:
+        summary = evaluate_workspace(args.workspace, progress_factory=_bar_factory(bars), **common)
     for bar in bars:
         bar.close()
     print(f"computed {summary.computed} examples, {summary.cached} already in the store "
@@ -163,6 +170,15 @@ def add_scoring_commands(sub) -> None:  # noqa: ANN001 (argparse's private subpa
     ev.add_argument("--batch-size", type=int, default=16)
     ev.add_argument("--max-new-tokens", type=int, default=48)
     ev.add_argument("--allow-pickle", action="store_true")
+    ev.add_argument("--backend", choices=("hf", "vllm"), default="hf",
+                    help="engine for the outputs of generation sets: hf (transformers) or vllm (GPU only, "
+                    "`pip install vllm`); their outputs are stored apart")
+    ev.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                    help="run each checkpoint x dataset as a Ray task: alone, on a local instance with "
+                    "--ray-workers CPUs; with ADDRESS (auto, HOST:6379, ray://HOST:10001), on that cluster "
+                    "(across machines, with PostgreSQL as the store). Needs `pip install ray==2.60.0`")
+    ev.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                    help="parallel tasks of the local Ray instance (default 2); implies --ray")
     ev.set_defaults(func=_cmd_evaluate)
 
     res = sub.add_parser("results", help="every stored number with its protocol (JSON or CSV)")

@@ -5,7 +5,8 @@ Metrics (a registry of small frozen specs):
 - `completion_perplexity`: perplexity of the reference given the prompt, for `generation` sets
   (through the chat template when the tokenizer has one) and `probe` sets (the answer after the
   cloze prompt, no template);
-- `generation`: the checkpoint's output for each prompt of `generation` sets;
+- `generation`: the checkpoint's output for each prompt of `generation` sets (by transformers, or by
+  vLLM for a config whose backend is "vllm": eval_core.generation_vllm);
 - `bleu`, `chrf`, `rouge1`, `rouge2`, `rougeL`, `rougeLsum`, `exact_match`: the outputs of
   `generation` sets scored against their references (eval_core.text_metrics); choosing one also
   computes the generations it needs. They need no model, so a checkpoint whose generations are
@@ -46,7 +47,7 @@ from eval_core.probe_scoring import (
     resolve_answers,
     run_probe_tasks,
 )
-from eval_core.records import CheckpointRecord, DatasetRecord
+from eval_core.records import CheckpointRecord, DatasetRecord, WorkspaceSummary
 from eval_core.results_store import ResultsStore, checkpoints, database_url, protocols, redact
 from eval_core.text_metrics import HIGHER_IS_BETTER
 from eval_core.text_scoring import TextScoreConfig, TextTask, run_text_tasks, text_libraries
@@ -152,6 +153,10 @@ def _protocol(metric: str, config: PerplexityConfig | GenerationConfig | TextSco
     libraries = {"torch": torch.__version__, "transformers": transformers.__version__}
     if isinstance(config, TextScoreConfig):
         libraries.update(text_libraries())
+    if getattr(config, "backend", "hf") == "vllm":  # outputs from another engine: record which release
+        from eval_core.generation_vllm import vllm_version
+
+        libraries["vllm"] = vllm_version()
     out = {"config": config.to_dict(), "libraries": libraries}
     ppl = config.perplexity if isinstance(config, MultipleChoiceConfig) else config
     if isinstance(ppl, PerplexityConfig):  # log base, aggregation and BOS policy in words, beside the numbers
@@ -189,6 +194,50 @@ def _configs(spec: MetricSpec, ds: DatasetRecord, ppl: PerplexityConfig, gen: Ge
     return ppl
 
 
+def _targets(ws: WorkspaceSummary, checkpoint_names: Sequence[str] | None, dataset_names: Sequence[str] | None,
+             metric_names: Sequence[str] | None) -> tuple[list[tuple[str, CheckpointRecord]], list[DatasetRecord], list[MetricSpec]]:
+    """The chosen (name, checkpoint) pairs, datasets and metrics, in workspace order; unknown names raise."""
+    models: dict[str, CheckpointRecord] = {}
+    if ws.base_model:
+        models["base"] = ws.base_model
+    for c in ws.checkpoints:
+        models[c.name if len(ws.runs) == 1 else f"{c.run}/{c.name}"] = c
+    chosen_models: list[tuple[str, CheckpointRecord]] = _select("checkpoint", checkpoint_names, models)  # type: ignore[assignment]
+    chosen_sets: list[DatasetRecord] = [d for _, d in _select("dataset", dataset_names, {d.name: d for d in ws.datasets}, ws.problems)]  # type: ignore[misc]
+    specs = [get_metric(m) for m in metric_names] if metric_names else list(METRICS.values())
+    if any(s.table == "text_scores" and "generation" in s.dataset_kinds for s in specs) and METRICS["generation"] not in specs:
+        specs.insert(0, METRICS["generation"])  # text metrics score the outputs, so make them first
+    errors = [p for p in ws.problems if p.severity == "error"]
+    if not chosen_models or not chosen_sets:
+        raise EvalCoreError("nothing to evaluate: the workspace has no usable checkpoint or dataset"
+                            + (f" ({errors[0].message})" if errors else ""))
+    return chosen_models, chosen_sets, specs
+
+
+def evaluation_cells(
+    root: Path | str,
+    *,
+    checkpoint_names: Sequence[str] | None = None,
+    dataset_names: Sequence[str] | None = None,
+    metric_names: Sequence[str] | None = None,
+) -> list[tuple[str, str]]:
+    """The (checkpoint, dataset) name pairs `evaluate_workspace` would visit, in its order.
+
+    Only datasets that one of the chosen metrics applies to are listed; each pair can be evaluated
+    on its own (`checkpoint_names=[c], dataset_names=[d]`), as `evaluation_fanout` does.
+
+    Raises:
+        EvalCoreError: as `evaluate_workspace` for unknown names or an empty workspace.
+
+    Example:
+        >>> evaluation_cells(".demo_workspace", checkpoint_names=["base"], dataset_names=["general_text"])  # doctest: +SKIP
+        [('base', 'general_text')]
+    """
+    models, sets, specs = _targets(discover_workspace(Path(root)), checkpoint_names, dataset_names, metric_names)
+    kinds = {k for s in specs for k in s.dataset_kinds}
+    return [(m, d.name) for m, _ in models for d in sets if d.kind in kinds]
+
+
 def evaluate_workspace(
     root: Path | str,
     *,
@@ -221,21 +270,16 @@ def evaluate_workspace(
 
     root = Path(root)
     ws = discover_workspace(root)
-    store = ResultsStore(database_url(root, load_config(Path(ws.root)).database_url))
-    models: dict[str, CheckpointRecord] = {}
-    if ws.base_model:
-        models["base"] = ws.base_model
-    for c in ws.checkpoints:
-        models[c.name if len(ws.runs) == 1 else f"{c.run}/{c.name}"] = c
-    chosen_models: list[tuple[str, CheckpointRecord]] = _select("checkpoint", checkpoint_names, models)  # type: ignore[assignment]
-    chosen_sets: list[DatasetRecord] = [d for _, d in _select("dataset", dataset_names, {d.name: d for d in ws.datasets}, ws.problems)]  # type: ignore[misc]
-    specs = [get_metric(m) for m in metric_names] if metric_names else list(METRICS.values())
-    if any(s.table == "text_scores" and "generation" in s.dataset_kinds for s in specs) and METRICS["generation"] not in specs:
-        specs.insert(0, METRICS["generation"])  # text metrics score the outputs, so make them first
-    errors = [p for p in ws.problems if p.severity == "error"]
-    if not chosen_models or not chosen_sets:
-        raise EvalCoreError("nothing to evaluate: the workspace has no usable checkpoint or dataset"
-                            + (f" ({errors[0].message})" if errors else ""))
+    url = database_url(root, load_config(Path(ws.root)).database_url)  # a wrong folder is named first
+    chosen_models, chosen_sets, specs = _targets(ws, checkpoint_names, dataset_names, metric_names)
+    vllm = generation_config.backend == "vllm" and METRICS["generation"] in specs and any(d.kind == "generation" for d in chosen_sets)
+    if vllm:  # refuse adapters, a missing vllm or GPU before any work, not at the first generation cell
+        from eval_core.generation_vllm import VllmTask, check_vllm_checkpoint, require_vllm, run_vllm_generations
+
+        for _, c in chosen_models:
+            check_vllm_checkpoint(Path(ws.root) / c.path, Path(ws.root))
+        require_vllm()
+    store = ResultsStore(url)
 
     data = {d.name: resolve_answers(read_heldout_set(Path(ws.root) / d.path, kind=d.kind, columns=d.column_map))
             for d in chosen_sets}
@@ -252,7 +296,7 @@ def evaluate_workspace(
     base_dir = Path(ws.root) / ws.base_model.path if ws.base_model else None
     with models_in_turn():
         for model_name, ckpt in chosen_models:
-            todo, text_todo, probe_todo = [], {}, {}
+            todo, text_todo, probe_todo, vllm_todo = [], {}, {}, []
             context = _context_of(Path(ws.root) / ckpt.path) or (_context_of(base_dir) if base_dir else None)
             for d in chosen_sets:
                 for spec in specs:
@@ -275,6 +319,8 @@ def evaluate_workspace(
                         probe_todo.setdefault(d.name, []).append(ProbeTask(cfg, missing, cell))
                     elif missing and spec.table == "text_scores":
                         text_todo.setdefault(d.name, []).append(TextTask(cfg, missing, cell))
+                    elif missing and vllm and spec.name == "generation":
+                        vllm_todo.append(VllmTask(data[d.name], ids[d.name], missing, cfg, h, d.name, cell))
                     elif missing:
                         todo.append((d, spec, cfg, h, missing, cell))
             need = bool(todo) or any(needs_model(store, t, ckpt.fingerprint, n) for n, t in probe_todo.items())
@@ -290,6 +336,10 @@ def evaluate_workspace(
                 for name, tasks in probe_todo.items():
                     advance = progress_factory(f"{model_name} · {name} · probes", probe_work(tasks)) if progress_factory else None
                     run_probe_tasks(store, lm, data[name], ids[name], tasks, ckpt.fingerprint, name, chunk_size, advance)
+            if vllm_todo:  # after the transformers model is released: vLLM takes most of the GPU's memory
+                run_vllm_generations(store, Path(ws.root) / ckpt.path, vllm_todo, ckpt.fingerprint, root=Path(ws.root),
+                                     progress_factory=(lambda desc, n, m=model_name: progress_factory(f"{m} · {desc}", n))
+                                     if progress_factory else None)
             for name, tasks in text_todo.items():
                 n = len({k for t in tasks for k in t.missing})
                 advance = progress_factory(f"{model_name} · {name} · text metrics", n) if progress_factory else None

@@ -29,6 +29,10 @@ from eval_core.errors import CheckpointError, EvalCoreError, UnsafeCheckpointErr
 # Bump when the way outputs are produced changes (prompt building, truncation, seeding), so cached
 # generations made by an older protocol are not mistaken for current ones.
 GENERATION_PROTOCOL_VERSION = 1
+# The engines that can produce outputs: "hf" is this module (transformers); "vllm" is
+# eval_core.generation_vllm (GPU only). The backend is part of a config's hash, so their outputs
+# are never mixed in one table.
+GENERATION_BACKENDS = ("hf", "vllm")
 _CONTEXT_KEYS = ("n_positions", "max_position_embeddings", "n_ctx", "max_sequence_length", "seq_length")
 
 
@@ -77,24 +81,62 @@ class GenerationConfig:
             if bad:
                 raise EvalCoreError(f"generation {name}={getattr(self, name)!r} {fix}", field=name)
 
+    @property
+    def backend(self) -> str:
+        """The engine that produces the outputs: "hf" (transformers, this module).
+
+        `eval_core.generation_vllm.VllmGenerationConfig`, the same settings produced by vLLM, says
+        "vllm"; `with_backend` converts between them.
+        """
+        return "hf"
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields in declaration order (`stop` as a list)."""
+        """JSON-ready fields in declaration order (`stop` as a list), then `backend` unless it is "hf"."""
         d = asdict(self)
         d["stop"] = list(self.stop)
+        # "hf" is left out so outputs stored before there were backends keep their hash (and stay cached).
+        if self.backend != "hf":
+            d["backend"] = self.backend
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationConfig:
         """The inverse of `to_dict`; unknown keys are refused so a typo is not silently ignored."""
+        data = dict(data)
+        backend = data.pop("backend", "hf")
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise EvalCoreError(f"unknown generation settings {sorted(unknown)}; remove them", field=sorted(unknown)[0])
-        return cls(**data)
+        return with_backend(cls(**data), backend)
 
     def config_hash(self) -> str:
         """First 16 hex chars of sha256 over the protocol version and the sorted-key JSON config."""
         payload = f"v{GENERATION_PROTOCOL_VERSION}\n" + json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def with_backend(config: GenerationConfig, backend: str) -> GenerationConfig:
+    """The same settings, produced by `backend` ("hf" or "vllm"); a new hash unless it is unchanged.
+
+    Raises:
+        EvalCoreError: an unknown backend name.
+
+    Example:
+        >>> c = GenerationConfig(max_new_tokens=8)
+        >>> with_backend(c, "vllm").backend, with_backend(c, "vllm").config_hash() != c.config_hash()
+        ('vllm', True)
+    """
+    if backend not in GENERATION_BACKENDS:
+        raise EvalCoreError(f"unknown generation backend '{backend}'; use one of {', '.join(GENERATION_BACKENDS)}",
+                            field="backend")
+    if backend == config.backend:
+        return config
+    settings = {f.name: getattr(config, f.name) for f in fields(GenerationConfig)}
+    if backend == "vllm":
+        from eval_core.generation_vllm import VllmGenerationConfig  # no vllm import: it is imported on use
+
+        return VllmGenerationConfig(**settings)
+    return GenerationConfig(**settings)
 
 
 @dataclass(frozen=True)
