@@ -104,9 +104,9 @@ def _sign_in_screen(team: TeamConfig) -> None:
                  "invite links with invites = true under [team] in ftlens.toml.")
 
 
-def gate() -> Member | None:
-    """Stop the run unless this session may see the app. Returns the signed-in member in team mode,
-    None outside it (one person's app on a loopback address)."""
+def _served_or_stop() -> tuple[str | None, TeamConfig | None]:
+    """The served workspace and its [team] table; stops the run with the reason when the app may not
+    serve on its address (serve_refusal) or the workspace config is broken."""
     root = startup_workspace()
     try:
         team = served_team(root)
@@ -117,6 +117,13 @@ def gate() -> Member | None:
     if refusal:
         st.error(plain(refusal))
         st.stop()
+    return root, team
+
+
+def gate() -> Member | None:
+    """Stop the run unless this session may see the app. Returns the signed-in member in team mode,
+    None outside it (one person's app on a loopback address)."""
+    root, team = _served_or_stop()
     if team is None:
         st.session_state.pop(MEMBER_KEY, None)
         return None
@@ -157,16 +164,7 @@ def refuse_page(member: Member | None, title: str) -> None:
 def page_guard(title: str, *, rater_allowed: bool = False) -> None:
     """Every page's own check, repeated from `gate`: so no page draws data for a session the gate did
     not admit, whatever routed the run to it (e.g. Streamlit's first-run folder emulation)."""
-    root = startup_workspace()
-    try:
-        team = served_team(root)
-    except EvalCoreError as exc:
-        st.error(problem_text(exc.message, exc.path, exc.line, exc.field))
-        st.stop()
-    refusal = serve_refusal(st.get_option("server.address"), team, oidc_configured())
-    if refusal:
-        st.error(plain(refusal))
-        st.stop()
+    root, team = _served_or_stop()
     if team is None:
         return
     member = signed_in_member() or _from_links(root, team) or _from_oidc(team)
