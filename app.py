@@ -17,7 +17,7 @@ from eval_core.cli import OFFLINE_ENV
 from pages import _cached
 from eval_core.team_config import Member
 from pages._session import current_workspace, demo_dir, demo_settings, set_workspace
-from pages._team import gate, member_sidebar, refuse_page
+from pages._team import gate, invite_panel, member_sidebar, refuse_page
 
 for _key, _value in OFFLINE_ENV.items():  # nothing may reach a model hub
     os.environ.setdefault(_key, _value)
@@ -67,6 +67,7 @@ def sidebar(member: Member | None) -> None:
         st.markdown("### Fine-Tune Lens")
         if member is not None:  # team mode: one workspace, chosen by whoever started the server
             member_sidebar(member)
+            invite_panel(member)
             if member.role == "admin" and st.button("Refresh", key="refresh", help="Re-scan the workspace"):
                 _cached.clear()
             st.caption(f"Fine-Tune Lens {__version__}")

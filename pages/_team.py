@@ -174,3 +174,49 @@ def page_guard(title: str, *, rater_allowed: bool = False) -> None:
     st.session_state[MEMBER_KEY] = member
     if not rater_allowed:
         refuse_page(member, title)
+
+
+def _app_address() -> str:
+    """The address this browser opened the app at (scheme, host, port), for invite links."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(st.context.url or "")
+    except Exception:  # noqa: BLE001 - no browser context (tests): the default local address
+        parts = None
+    return f"{parts.scheme}://{parts.netloc}" if parts and parts.scheme and parts.netloc else "http://127.0.0.1:8501"
+
+
+def invite_panel(member: Member) -> None:
+    """Admins: create one-time invite links, see every invite's state, revoke a member."""
+    from eval_core.team_store import open_team_store
+
+    root = startup_workspace()
+    team = served_team(root)
+    if member.role != "admin" or team is None:
+        return
+    with st.expander("Team invites"):
+        if team.invites:
+            with st.form("team_invite_form", clear_on_submit=True, border=False):
+                name = st.text_input("Member (rater name)", key="team_invite_member")
+                role = st.selectbox("Role", ["rater", "admin"], key="team_invite_role")
+                days = st.number_input("Expires after (days)", 0.1, 366.0, float(team.invite_days), key="team_invite_days")
+                create = st.form_submit_button("Create invite link")
+            if create:
+                try:
+                    with open_team_store(root) as store:
+                        token = store.create_invite(name, role, member.email or member.name, days=float(days))
+                    st.caption("Send this link privately; it works once and is shown only now:")
+                    st.code(f"{_app_address()}/?invite={token}", language=None, wrap_lines=True)
+                except EvalCoreError as exc:
+                    st.error(problem_text(exc.message, exc.path, exc.line, exc.field))
+        with open_team_store(root) as store:
+            invites = store.invites()
+        if invites:
+            st.dataframe([{"member": i.member, "role": i.role, "state": i.state, "by": i.created_by} for i in invites],
+                         hide_index=True, key="team_invites_table")
+            who = st.selectbox("Revoke a member", sorted({i.member for i in invites}), index=None, key="team_revoke_member")
+            if who and st.button("Revoke", key="team_revoke"):
+                with open_team_store(root) as store:
+                    n = store.revoke(who)
+                st.success(plain(f"Revoked {n} sign-in(s) and open invite(s) of {who}."))

@@ -153,3 +153,28 @@ def test_admin_sees_results_with_model_identities(app, monkeypatch, team_ws):
     at.switch_page("pages/rating_results.py").run()
     assert not at.exception and not [e for e in at.error if "Not allowed" in e.value]
     assert all(m in texts(at) for m in MODELS)  # the admin sees which model is which
+
+
+def test_an_admin_creates_an_invite_in_the_sidebar_and_revokes_it(app, monkeypatch, team_ws):
+    admin = {"is_logged_in": True, "email": "lead@example.org", "email_verified": True}
+    at = start(app, monkeypatch, team_ws, user=admin, auth=True)
+    at.sidebar.text_input(key="team_invite_member").input("bob")
+    next(b for b in at.sidebar.button if b.label == "Create invite link").click().run()
+    assert not at.exception, at.exception
+    link = next(c.value for c in at.sidebar.code if "?invite=" in c.value)
+    assert link.startswith("http://") and "bob" not in link
+    bob = start(app, monkeypatch, team_ws, params={"invite": link.split("?invite=")[1]})
+    assert "Rating as bob" in texts(bob)
+    at = start(app, monkeypatch, team_ws, user=admin, auth=True)
+    table = next(df.value for df in at.sidebar.dataframe)
+    assert table.to_dict("records") == [{"member": "bob", "role": "rater", "state": "used", "by": "lead@example.org"}]
+    at.sidebar.selectbox(key="team_revoke_member").set_value("bob").run()
+    at.sidebar.button(key="team_revoke").click().run()
+    assert "Revoked 1 sign-in" in at.sidebar.success[0].value
+    again = start(app, monkeypatch, team_ws, params={"signin": bob.query_params["signin"]})
+    assert again.title[0].value == "Sign in" and "revoked" in again.error[0].value
+
+
+def test_raters_have_no_invite_panel(app, monkeypatch, team_ws):
+    at = start(app, monkeypatch, team_ws, params={"invite": invite(team_ws, "bob")})
+    assert not [e for e in at.sidebar.expander if e.label == "Team invites"]
