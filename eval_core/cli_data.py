@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from eval_core.data_report import TEXT_ROLES, data_report, text_set  # noqa: F401 - re-exported
+from eval_core.data_report import data_report
 from eval_core.errors import EvalCoreError
 
 def format_data_table(report: dict) -> str:

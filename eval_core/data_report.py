@@ -180,3 +180,24 @@ def contaminated_ids(pairs: list[StoredPair], heldout_set: str) -> tuple[str, ..
     """Held-out ids of `heldout_set` that leak from any training set (sorted)."""
     return tuple(sorted({i for p in pairs if p.heldout_set == heldout_set
                          for i in p.record["contamination"]["contaminated_ids"]}))
+
+
+def leaking_items(record: dict) -> list[dict]:
+    """One row per contaminated held-out item of an `ftlens.data` record, merging every way it was
+    found: "held-out id", "found by" (exact duplicate, near duplicate, n-gram overlap), "shared
+    n-grams" (found of total), "Jaccard" (None for n-gram-only items) and "training id" (the
+    duplicate's training row, else the overlap's)."""
+    c = record["contamination"]
+    n = c["protocol"]["ngram_n"]
+    rows: dict[str, dict] = {i: {"held-out id": i, "found by": [], f"shared {n}-grams": "", "Jaccard": None,
+                                 "training id": ""} for i in c["contaminated_ids"]}
+    for m in (*c["exact"], *c["near"]):
+        row = rows[m["heldout_id"]]
+        row["found by"].append(f"{m['kind']} duplicate")
+        row["training id"], row["Jaccard"] = m["train_id"], round(m["jaccard"], 3)
+    for o in c["overlaps"]:
+        row = rows[o["heldout_id"]]
+        row["found by"].append(f"{n}-gram overlap")
+        row[f"shared {n}-grams"] = f"{o['ngrams_found']} of {o['ngrams_total']} ({o['share']:.0%})"
+        row["training id"] = row["training id"] or o["train_id"]
+    return [{**r, "found by": ", ".join(r["found by"])} for r in rows.values()]

@@ -72,7 +72,7 @@ class TeamStore(ResultsStore):
         with self._writing() as conn:
             conn.execute(team_invites.insert().values(
                 token_hash=token_hash(token), member=member.strip(), role=role, created_by=created_by,
-                created_at=now, expires_at=now + days * DAY_S, redeemed_at=None))
+                created_at=now, expires_at=now + days * DAY_S, redeemed_at=None, revoked_at=None))
         return token
 
     def redeem_invite(self, token: str, *, session_days: float = 30.0, now: float | None = None) -> tuple[str, Member]:
@@ -89,6 +89,8 @@ class TeamStore(ResultsStore):
             if row is None:
                 raise AccessError("this invite link is not valid: check that you opened the whole link, or ask "
                                   "your admin for a new one", field="invite")
+            if row["revoked_at"] is not None:
+                raise AccessError("this invite link was revoked by an admin: ask them for a new one", field="invite")
             if row["redeemed_at"] is not None:
                 raise AccessError("this invite link was already used: open the link the app gave you when you "
                                   "first signed in, or ask your admin for a new invite", field="invite")
@@ -97,7 +99,8 @@ class TeamStore(ResultsStore):
                                   "ask your admin for a new one", field="invite")
             # The guard on redeemed_at makes a concurrent second redeem update nothing.
             done = conn.execute(team_invites.update().where(team_invites.c.token_hash == h,
-                                                            team_invites.c.redeemed_at.is_(None))
+                                                            team_invites.c.redeemed_at.is_(None),
+                                                            team_invites.c.revoked_at.is_(None))
                                 .values(redeemed_at=now)).rowcount
             if done != 1:
                 raise AccessError("this invite link was already used: ask your admin for a new invite", field="invite")
@@ -132,22 +135,22 @@ class TeamStore(ResultsStore):
             n = conn.execute(team_sessions.update().where(team_sessions.c.member == member,
                                                           team_sessions.c.revoked_at.is_(None))
                              .values(revoked_at=now)).rowcount
-            # An open invite is spent without a sign-in: it can no longer be redeemed.
             n += conn.execute(team_invites.update().where(team_invites.c.member == member,
-                                                         team_invites.c.redeemed_at.is_(None))
-                              .values(redeemed_at=now, expires_at=now)).rowcount
+                                                         team_invites.c.redeemed_at.is_(None),
+                                                         team_invites.c.revoked_at.is_(None))
+                              .values(revoked_at=now)).rowcount
         return n
 
     def invites(self, *, now: float | None = None) -> list[InviteInfo]:
         """Every invite, newest first, with its state."""
         now = time.time() if now is None else now
         with self._reading() as conn:
-            rows = conn.execute(sa.select(team_invites, team_sessions.c.revoked_at).select_from(
+            rows = conn.execute(sa.select(team_invites, team_sessions.c.revoked_at.label("session_revoked_at")).select_from(
                 team_invites.outerjoin(team_sessions, team_sessions.c.invite_hash == team_invites.c.token_hash))
                 .order_by(team_invites.c.created_at.desc())).mappings().all()
         out = []
         for r in rows:
-            state = ("revoked" if r["revoked_at"] is not None or (r["redeemed_at"] is not None and r["redeemed_at"] == r["expires_at"])
+            state = ("revoked" if r["revoked_at"] is not None or r["session_revoked_at"] is not None
                      else "used" if r["redeemed_at"] is not None else "expired" if r["expires_at"] <= now else "open")
             out.append(InviteInfo(r["member"], r["role"], r["created_by"], r["created_at"], r["expires_at"], state))
         return out

@@ -1,7 +1,7 @@
 """The team-access tables of the workspace's database (schema version 2; see eval_core.store_migrations).
 
 - `team_invites`: one row per invite link. Only the sha256 of its secret token is stored, so a copy
-  of the database gives no working link. An invite is redeemed once, before it expires.
+  of the database gives no working link. An invite is redeemed once, before it expires, unless revoked.
 - `team_sessions`: the sign-in a redeemed invite gives (the secret kept in the rater's bookmarked
   link), again stored only as a sha256, with its expiry and whether an admin revoked it.
 """
@@ -20,6 +20,7 @@ team_invites = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
     sa.Column("redeemed_at", sa.Float),  # set once, in the transaction that creates the session
+    sa.Column("revoked_at", sa.Float),  # an admin revoked it before it was used
 )
 team_sessions = sa.Table(
     "team_sessions", team_metadata,

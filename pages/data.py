@@ -21,32 +21,11 @@ import streamlit as st
 
 from eval_core import EvalCoreError
 from eval_core.data_figures import balance_figure, length_figure
+from eval_core.data_report import leaking_items
 from pages import _cached
 from pages._data_views import DEFAULT_NGRAM, NEAR_KEY, NGRAM_KEY, set_texts, workspace_pairs
 from pages._render import plain, problem_text
 from pages._session import page_workspace
-
-
-def _found_by(record: dict) -> list[dict]:
-    """One row per contaminated held-out item: every way it was found."""
-    c = record["contamination"]
-    n = c["protocol"]["ngram_n"]
-    rows: dict[str, dict] = {i: {"held-out id": i, "found by": [], f"shared {n}-grams": "", "Jaccard": None,
-                                 "training id": ""} for i in c["contaminated_ids"]}
-    for m in c["exact"]:
-        rows[m["heldout_id"]]["found by"].append("exact duplicate")
-        rows[m["heldout_id"]]["training id"] = m["train_id"]
-        rows[m["heldout_id"]]["Jaccard"] = 1.0
-    for m in c["near"]:
-        rows[m["heldout_id"]]["found by"].append("near duplicate")
-        rows[m["heldout_id"]]["training id"] = m["train_id"]
-        rows[m["heldout_id"]]["Jaccard"] = round(m["jaccard"], 3)
-    for o in c["overlaps"]:
-        r = rows[o["heldout_id"]]
-        r["found by"].append(f"{n}-gram overlap")
-        r[f"shared {n}-grams"] = f"{o['ngrams_found']} of {o['ngrams_total']} ({o['share']:.0%})"
-        r["training id"] = r["training id"] or o["train_id"]
-    return [{**r, "found by": ", ".join(r["found by"])} for r in rows.values()]
 
 
 root = page_workspace("Data")
@@ -102,7 +81,7 @@ record = pair.record
 tabs = st.tabs(["Leaking examples", "Duplicates", "Balance", "Lengths", "Diversity"])
 
 with tabs[0]:
-    found = _found_by(record)
+    found = leaking_items(record)
     if not found:
         st.success(plain(f"No item of {pair.heldout_set} leaks from {pair.training_set}."))
     else:

@@ -72,7 +72,7 @@ def ngram_overlap_ids(train: list[dict], heldout: list[dict]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def demo_data_report(quick_demo) -> dict:
-    from eval_core.cli_data import data_report
+    from eval_core.data_report import data_report
 
     report = data_report(quick_demo)
     return {p["heldout_set"]: p["contamination"] for p in report["pairs"] if p["training_set"] == "support_train"}
